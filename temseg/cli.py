@@ -1,0 +1,114 @@
+"""The ``temseg`` command line: thin faces that parse arguments and call one function each.
+
+Subcommands register themselves through ``register(subparsers)`` functions that only declare
+arguments; heavy imports (torch, zarr, mlflow) happen inside the handlers, so
+``temseg arch`` and ``--help`` answer instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace("-", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _cmd_arch(args: argparse.Namespace) -> int:
+    from temseg import receptive_field as rf
+
+    if args.list:
+        archs = rf.valid_architectures(
+            blocks=args.blocks or rf.DEFAULT_BLOCKS,
+            kernels=args.kernels,
+            patch_size=args.patch_size,
+        )
+        rows = [
+            {
+                "num_blocks": a.num_blocks,
+                "pools": "-".join(map(str, a.pools)),
+                "dilations": "-".join(map(str, a.dilations)),
+                "rf_px": a.rf_px,
+                "rf_nm": "" if args.pixel_size_nm is None else f"{a.rf_px * args.pixel_size_nm:.2f}",
+                "n_params": a.n_params,
+            }
+            for a in archs
+        ]
+        cols = list(rows[0]) if rows else ["num_blocks", "pools", "dilations", "rf_px", "rf_nm", "n_params"]
+        if args.format == "csv":
+            print(",".join(cols))
+            for r in rows:
+                print(",".join(str(r[c]) for c in cols))
+        else:
+            print("| " + " | ".join(cols) + " |")
+            print("|" + "---|" * len(cols))
+            for r in rows:
+                print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+        print(f"# {len(rows)} architectures with RF < {args.patch_size} px", file=sys.stderr)
+        return 0
+    if not args.blocks or len(args.blocks) != 1 or args.pools is None:
+        raise SystemExit("temseg arch: give --blocks N and --pools K1,K2,... (or --list)")
+    from temseg.config import ModelConfig
+
+    cfg = ModelConfig(args.blocks[0], args.pools, args.dilations)
+    rf_px = cfg.rf_px
+    print(f"num_blocks: {cfg.num_blocks}")
+    print(f"pools:      {'-'.join(map(str, cfg.pools))}")
+    print(f"dilations:  {'-'.join(map(str, cfg.dilations))}")
+    print(f"rf_px:      {rf_px}")
+    if args.pixel_size_nm is not None:
+        print(f"rf_nm:      {rf_px * args.pixel_size_nm:.2f} (at {args.pixel_size_nm} nm/px)")
+    print(f"n_params:   {rf.parameter_count(cfg.num_blocks)}")
+    return 0
+
+
+def _register_arch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "arch",
+        help="receptive field and parameter count of an architecture, or the study's table",
+        description=(
+            "Print the receptive field (px, and nm with --pixel-size-nm) and parameter count of "
+            "one residual UNet, or with --list the table of every pool sequence over --kernels "
+            "whose RF is below --patch-size (the paper's 30 architectures by default)."
+        ),
+    )
+    p.add_argument("--blocks", type=_int_list, help="N (or with --list: N values, default 2,3,4)")
+    p.add_argument("--pools", type=_int_list, help="max-pool kernel per block, e.g. 8,8")
+    p.add_argument("--dilations", type=_int_list, help="N+1 dilations (encoder blocks, bottleneck)")
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size, to print the RF in nm")
+    p.add_argument("--list", action="store_true", help="list every valid architecture")
+    p.add_argument("--patch-size", type=int, default=512, help="patch side in px (default 512)")
+    p.add_argument("--kernels", type=_int_list, default=(2, 4, 8), help="pool kernels (default 2,4,8)")
+    p.add_argument("--format", choices=("csv", "markdown"), default="csv", help="table format")
+    p.set_defaults(func=_cmd_arch)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="temseg",
+        description="Receptive-field studies of residual UNets for TEM nanoparticle segmentation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _register_arch(sub)
+    # Each room registers its own commands (argument declarations only, no heavy imports).
+    from temseg.data import cli as data_cli
+
+    data_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"temseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

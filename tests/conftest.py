@@ -1,0 +1,34 @@
+"""Shared fixtures: the ../shared folder (reference models, real microscope files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the checkout; tests that need it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} is absent (reference models and test files live there)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def test_files(shared_dir: Path) -> Path:
+    path = shared_dir / "test_files"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_models(shared_dir: Path) -> Path:
+    path = shared_dir / "reference_models"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
