@@ -95,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_arch(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
+    from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
 
     data_cli.register(sub)
+    analysis_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,5 @@
+"""Analysis commands (report): registered by temseg.cli."""
+
+
+def register(sub) -> None:  # filled in by the analysis layer
+    pass
