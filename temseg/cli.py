@@ -15,7 +15,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.replace("-", ",").split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _cmd_arch(args: argparse.Namespace) -> int:
@@ -33,12 +35,18 @@ def _cmd_arch(args: argparse.Namespace) -> int:
                 "pools": "-".join(map(str, a.pools)),
                 "dilations": "-".join(map(str, a.dilations)),
                 "rf_px": a.rf_px,
-                "rf_nm": "" if args.pixel_size_nm is None else f"{a.rf_px * args.pixel_size_nm:.2f}",
+                "rf_nm": ""
+                if args.pixel_size_nm is None
+                else f"{a.rf_px * args.pixel_size_nm:.2f}",
                 "n_params": a.n_params,
             }
             for a in archs
         ]
-        cols = list(rows[0]) if rows else ["num_blocks", "pools", "dilations", "rf_px", "rf_nm", "n_params"]
+        cols = (
+            list(rows[0])
+            if rows
+            else ["num_blocks", "pools", "dilations", "rf_px", "rf_nm", "n_params"]
+        )
         if args.format == "csv":
             print(",".join(cols))
             for r in rows:
@@ -82,9 +90,40 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size-nm", type=float, help="pixel size, to print the RF in nm")
     p.add_argument("--list", action="store_true", help="list every valid architecture")
     p.add_argument("--patch-size", type=int, default=512, help="patch side in px (default 512)")
-    p.add_argument("--kernels", type=_int_list, default=(2, 4, 8), help="pool kernels (default 2,4,8)")
+    p.add_argument(
+        "--kernels", type=_int_list, default=(2, 4, 8), help="pool kernels (default 2,4,8)"
+    )
     p.add_argument("--format", choices=("csv", "markdown"), default="csv", help="table format")
     p.set_defaults(func=_cmd_arch)
+
+
+def _cmd_import_legacy(args: argparse.Namespace) -> int:
+    from temseg.legacy import load_legacy_checkpoint
+    from temseg.model import count_parameters
+
+    model = load_legacy_checkpoint(args.source, save_to=args.out)
+    cfg = model.config
+    print(
+        f"{args.source} -> {args.out}: N={cfg.num_blocks} pools {'-'.join(map(str, cfg.pools))} "
+        f"dilations {'-'.join(map(str, cfg.dilations))}, RF {cfg.rf_px} px, "
+        f"{count_parameters(model)} parameters"
+    )
+    return 0
+
+
+def _register_import_legacy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-legacy",
+        help="convert one of the paper authors' published .h5 checkpoints to temseg's format",
+        description=(
+            "Read a checkpoint the paper's authors saved with torch.save(model) (their UNet or "
+            "UNet_MaxPool class) through an allow-listed unpickler that executes no code from "
+            "the file, and write it as a temseg checkpoint (state dict + config)."
+        ),
+    )
+    p.add_argument("source", help="the authors' .h5 file")
+    p.add_argument("out", help="temseg checkpoint to write (e.g. model.pt)")
+    p.set_defaults(func=_cmd_import_legacy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_arch(sub)
+    _register_import_legacy(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli

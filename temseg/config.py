@@ -83,9 +83,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}"
-        )
+        raise ConfigError(f"{cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
     kwargs = {k: _coerce(f"{cls.__name__}.{k}", v, hints[k]) for k, v in data.items()}
     missing = [
         n
@@ -125,9 +123,7 @@ class ModelConfig:
         if self.num_blocks < 1:
             raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
         object.__setattr__(self, "pools", check_pools(self.pools, self.num_blocks))
-        object.__setattr__(
-            self, "dilations", resolve_dilations(self.num_blocks, self.dilations)
-        )
+        object.__setattr__(self, "dilations", resolve_dilations(self.num_blocks, self.dilations))
 
     @property
     def rf_px(self) -> int:

@@ -198,7 +198,9 @@ def pool_sequences(
     ]
 
 
-def dilation_variants(num_blocks: int, *, patch_size: int = DEFAULT_PATCH_SIZE) -> list[Architecture]:
+def dilation_variants(
+    num_blocks: int, *, patch_size: int = DEFAULT_PATCH_SIZE
+) -> list[Architecture]:
     """The dilation strategy of the paper's Figure 4: pool 2 in every block, dilation rising.
 
     The paper sets the dilation constant within each residual block; its exact table (Table
