@@ -1,0 +1,433 @@
+"""A receptive-field sweep: profile -> datasets x architectures x seeds -> trials -> results.
+
+Pure planning (profiles, the grid, the trial table) imports neither Ray nor torch, so
+``sweeps/grid.py --dry-run`` answers at once; :func:`run_grid` then hands the trials to
+:mod:`temseg.tune` and writes the report.
+
+Grid (SPEC.md sections 3 and 5): for each N in ``blocks``, every pool sequence over ``kernels``
+whose RF is below the patch size (or the ``pools`` given), with dilations all 1 (or the
+``dilations`` given); plus, with ``dilation_variants``, the paper's Figure 4 strategy for
+N = 2 and 3 (pool 2 everywhere, dilation rising); times every dataset and every seed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from temseg.config import PAPER_SEEDS, ConfigError, TrainConfig, from_dict, to_dict
+from temseg.receptive_field import (
+    Architecture,
+    dilation_variants,
+    pool_product,
+    pool_sequences,
+    resolve_dilations,
+)
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
+PROFILES = ("smoke", "demo", "paper")
+FIG4_BLOCKS = (2, 3)  # the paper's dilation study used N = 2 and 3
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """The default datasets: a synthetic contrast series made under ``data/`` on first use."""
+
+    preset: str = "hr-2.2nm"
+    contrasts: tuple[float, ...] = (0.02, 0.06, 0.2)
+    images: int = 12
+    image_size: int = 512
+    patch_size: int = 256
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything a sweep needs; a profile YAML and the command line fill it."""
+
+    profile: str = "demo"
+    data: tuple[str, ...] = ()  # patch stores; empty = the synthetic series
+    synthetic: SyntheticData = field(default_factory=SyntheticData)
+    blocks: tuple[int, ...] = (2, 3, 4)
+    kernels: tuple[int, ...] = (2, 4, 8)
+    pools: tuple[str, ...] = ()  # e.g. ("8-8", "4-4"); empty = every valid sequence
+    dilations: tuple[str, ...] = ()  # e.g. ("1-1-2",); empty = all ones
+    dilation_variants: bool = True
+    seeds: tuple[int, ...] = PAPER_SEEDS
+    epochs: int = 100
+    lr: float = 1e-4
+    batch_size: int = 32
+    augment: bool = True
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    experiment: str = ""  # default: temseg-<profile>
+    description: str = ""
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or f"temseg-{self.profile}"
+
+
+def load_profile(name: str, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """Read ``sweeps/<name>.yaml`` and apply command-line overrides (None values ignored)."""
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        valid = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(valid)}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    raw["profile"] = name
+    if isinstance(raw.get("synthetic"), dict):
+        raw["synthetic"] = from_dict(SyntheticData, raw["synthetic"])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    try:
+        return from_dict(SweepConfig, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _seq(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in str(text).replace(",", "-").split("-") if v)
+    except ValueError:
+        raise ConfigError(f"not a sequence of integers: {text!r} (write e.g. 8-8)") from None
+
+
+def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
+    """The sweep's networks for one patch size, without duplicates, in a stable order."""
+    out: list[Architecture] = []
+    explicit_pools = [_seq(p) for p in cfg.pools]
+    explicit_dil = [_seq(d) for d in cfg.dilations]
+    for n in cfg.blocks:
+        if explicit_pools:
+            seqs = [p for p in explicit_pools if len(p) == n]
+        else:
+            seqs = pool_sequences(n, kernels=cfg.kernels, patch_size=patch_size)
+        dils = [d for d in explicit_dil if len(d) == n + 1] or [resolve_dilations(n, None)]
+        for seq in seqs:
+            for dil in dils:
+                out.append(Architecture(n, seq, dil))
+        if cfg.dilation_variants and not explicit_dil and n in FIG4_BLOCKS:
+            out.extend(dilation_variants(n, patch_size=patch_size))
+    seen, unique = set(), []
+    for a in out:
+        if a not in seen and a.rf_px < patch_size and patch_size % pool_product(a.pools) == 0:
+            seen.add(a)
+            unique.append(a)
+    if explicit_pools:
+        bad = [p for p in explicit_pools if patch_size % pool_product(p)]
+        if bad:
+            raise ConfigError(
+                f"pool sequence(s) {['-'.join(map(str, p)) for p in bad]} do not divide the "
+                f"{patch_size} px patch (their product must divide it)"
+            )
+    if not unique:
+        raise ConfigError(
+            f"empty grid: no architecture with blocks {list(cfg.blocks)}"
+            f"{', pools ' + str(list(cfg.pools)) if cfg.pools else ''} has RF below the "
+            f"{patch_size} px patch"
+        )
+    return unique
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str  # absolute
+    name: str
+    pixel_size_nm: float
+    patch_size: int
+    contrast: float
+
+
+def open_datasets(paths: list[str]) -> list[Dataset]:
+    """Read the attributes of existing patch stores (clear error for a non-temseg store)."""
+    from temseg.data.store import read_attrs
+
+    out = []
+    for p in paths:
+        path = Path(p).expanduser().resolve()
+        attrs = read_attrs(path)
+        name = path.name[: -len(".zarr")] if path.name.endswith(".zarr") else path.name
+        out.append(
+            Dataset(
+                str(path),
+                name,
+                float(attrs["pixel_size_nm"]),
+                int(attrs["patch_size"]),
+                float(attrs.get("contrast", float("nan"))),
+            )
+        )
+    return out
+
+
+def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
+    """Create (or reuse) the profile's synthetic contrast series; return the store paths."""
+    from temseg.data.synth import make_contrast_series
+
+    s = cfg.synthetic
+    print(
+        f"datasets: synthetic {s.preset} contrast series {list(s.contrasts)} "
+        f"({s.images} images of {s.image_size} px, {s.patch_size} px patches) under {data_dir}",
+        flush=True,
+    )
+    paths = make_contrast_series(
+        data_dir,
+        contrasts=s.contrasts,
+        preset=s.preset,
+        images=s.images,
+        seed=s.seed,
+        image_size=s.image_size,
+        patch_size=s.patch_size,
+    )
+    return [str(p) for p in paths]
+
+
+def build_trials(
+    cfg: SweepConfig,
+    datasets: list[Dataset],
+    *,
+    tracking_uri: str,
+    experiment_id: str,
+    search: str = "grid",
+) -> list[dict[str, Any]]:
+    """One ``{"train": TrainConfig dict, "meta": ...}`` per dataset x architecture x seed."""
+    from temseg.tracking import run_name, trial_key
+
+    trials = []
+    for ds in datasets:
+        for arch in architectures(cfg, ds.patch_size):
+            for seed in cfg.seeds:
+                train = to_dict(
+                    TrainConfig(
+                        data=ds.path,
+                        num_blocks=arch.num_blocks,
+                        pools=arch.pools,
+                        dilations=arch.dilations,
+                        seed=seed,
+                        epochs=cfg.epochs,
+                        lr=cfg.lr,
+                        batch_size=cfg.batch_size,
+                        augment=cfg.augment,
+                    )
+                )
+                params = {
+                    "dataset": ds.name,
+                    "data_path": ds.path,
+                    "contrast": round(ds.contrast, 6),
+                    "pixel_size_nm": ds.pixel_size_nm,
+                    "num_blocks": arch.num_blocks,
+                    "pools": "-".join(map(str, arch.pools)),
+                    "dilations": "-".join(map(str, arch.dilations)),
+                    "seed": seed,
+                    "epochs": cfg.epochs,
+                    "lr": cfg.lr,
+                    "batch_size": cfg.batch_size,
+                    "rf_px": arch.rf_px,
+                    "rf_nm": round(arch.rf_px * ds.pixel_size_nm, 4),
+                    "n_params": arch.n_params,
+                }
+                trials.append(
+                    {
+                        "train": train,
+                        "meta": {
+                            "run_name": run_name(ds.name, arch.name, seed),
+                            "trial_key": trial_key({**train, "experiment": experiment_id}),
+                            "tracking_uri": tracking_uri,
+                            "experiment_id": experiment_id,
+                            "gpus_per_trial": cfg.gpus_per_trial,
+                            "params": params,
+                            "tags": {
+                                "temseg.search": search,
+                                "temseg.strategy": arch.strategy,
+                                "temseg.profile": cfg.profile,
+                            },
+                        },
+                    }
+                )
+    return trials
+
+
+def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any]]:
+    rows = []
+    for ds in datasets:
+        for a in architectures(cfg, ds.patch_size):
+            rows.append(
+                {
+                    "dataset": ds.name,
+                    "num_blocks": a.num_blocks,
+                    "pools": "-".join(map(str, a.pools)),
+                    "dilations": "-".join(map(str, a.dilations)),
+                    "strategy": a.strategy,
+                    "rf_px": a.rf_px,
+                    "rf_nm": round(a.rf_px * ds.pixel_size_nm, 2),
+                    "n_params": a.n_params,
+                    "seeds": len(cfg.seeds),
+                }
+            )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], file=sys.stdout) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols), file=file)
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols), file=file)
+
+
+def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
+    """Datasets for a dry run: real stores when given, else the synthetic series as planned."""
+    if cfg.data:
+        return open_datasets(list(cfg.data))
+    from temseg.data.synth import get_preset, store_name
+
+    s = cfg.synthetic
+    px = float(get_preset(s.preset).pixel_size_nm)
+    out = []
+    for c in s.contrasts:
+        name = store_name(s.preset, c, s.seed).removesuffix(".zarr")
+        out.append(Dataset(str(data_dir / name), f"{name}(planned)", px, s.patch_size, c))
+    return out
+
+
+def run_grid(
+    cfg: SweepConfig,
+    *,
+    project_dir: Path,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage_path: str | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    report_dir: str | None = None,
+    num_cpus: int | None = None,
+    fault: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the sweep end to end; return one result dict per trial (see temseg.tune.run_trials)."""
+    from temseg import tracking
+
+    data_dir = project_dir / "data"
+    tracking_uri = tracking_uri or tracking.default_tracking_uri(project_dir)
+    storage_path = str(Path(storage_path or project_dir / "ray_results").resolve())
+    if dry_run:
+        datasets = planned_datasets(cfg, data_dir)
+        rows = trial_table(cfg, datasets)
+        print_table(rows)
+        n = sum(r["seeds"] for r in rows)
+        print(
+            f"\n{n} trials ({len(rows)} architectures x datasets, {len(cfg.seeds)} seeds); nothing run."
+        )
+        return []
+
+    # Everything that can fail at start fails here, before a trial is scheduled.
+    tracking.check_tracking(tracking_uri)
+    if cfg.data:
+        datasets = open_datasets(list(cfg.data))
+    for ds in datasets if cfg.data else []:
+        architectures(cfg, ds.patch_size)
+    from temseg import tune as ttune
+
+    cluster = ttune.init_ray(address, num_cpus=num_cpus)
+    try:
+        ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
+        if not cfg.data:
+            datasets = open_datasets(synthetic_datasets(cfg, data_dir))
+        experiment_id = tracking.ensure_experiment(tracking_uri, cfg.experiment_name)
+        trials = build_trials(cfg, datasets, tracking_uri=tracking_uri, experiment_id=experiment_id)
+        if fault:
+            for t in trials:
+                if fault.get("run_name") in (None, t["meta"]["run_name"]):
+                    t["meta"]["fault"] = fault
+        print(
+            f"sweep: {len(trials)} trials ({cfg.profile} profile) on "
+            f"{'cluster ' + address if address else 'a local Ray runtime'} with "
+            f"{cluster.get('CPU', 0):g} CPUs / {cluster.get('GPU', 0):g} GPUs; "
+            f"{cfg.cpus_per_trial:g} CPU + {cfg.gpus_per_trial:g} GPU per trial",
+            flush=True,
+        )
+        t0 = time.time()
+        name = _sweep_run_name(storage_path, cfg.experiment_name, resume)
+        results = ttune.run_trials(
+            trials,
+            name=name,
+            storage_path=storage_path,
+            cpus_per_trial=cfg.cpus_per_trial,
+            gpus_per_trial=cfg.gpus_per_trial,
+            resume=resume,
+            max_failures=cfg.max_failures,
+        )
+    finally:
+        if not address:
+            ttune.shutdown_ray()
+    _print_summary(results, time.time() - t0)
+    out_dir = Path(report_dir or project_dir / "reports" / cfg.experiment_name)
+    _write_report(cfg.experiment_name, tracking_uri, out_dir)
+    print(
+        f"\nMLflow: {tracking_uri} (experiment {cfg.experiment_name!r}); browse with\n"
+        f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000\n"
+        f"Ray results: {os.path.join(storage_path, name)}",
+        flush=True,
+    )
+    return results
+
+
+def _sweep_run_name(storage_path: str, experiment: str, resume: bool) -> str:
+    """Ray's run folder: a fresh one per sweep; ``--resume`` picks the latest one again."""
+    pointer = Path(storage_path) / f"{experiment}.latest"
+    if resume and pointer.is_file():
+        return pointer.read_text().strip()
+    name = f"{experiment}_{time.strftime('%Y%m%d-%H%M%S')}"
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(name + "\n")
+    return name
+
+
+def _print_summary(results: list[dict[str, Any]], seconds: float) -> None:
+    rows = []
+    for r in sorted(
+        results, key=lambda r: (r["meta"]["params"]["dataset"], r["meta"]["params"]["rf_px"])
+    ):
+        p, m = r["meta"]["params"], r["metrics"]
+        rows.append(
+            {
+                "dataset": p["dataset"],
+                "N": p["num_blocks"],
+                "pools": p["pools"],
+                "dilations": p["dilations"],
+                "seed": p["seed"],
+                "rf_px": p["rf_px"],
+                "rf_nm": p["rf_nm"],
+                "best_val_dice": f"{m['best_val_hard_dice']:.4f}"
+                if "best_val_hard_dice" in m
+                else "",
+                "test_hard_dice": f"{m['test_hard_dice']:.4f}" if "test_hard_dice" in m else "",
+                "status": "ok" if r["error"] is None else "FAILED",
+            }
+        )
+    failed = sum(r["error"] is not None for r in results)
+    print(
+        f"\nsweep finished in {seconds:.0f} s: {len(results) - failed} trials ok, {failed} failed"
+    )
+    print_table(rows)
+
+
+def _write_report(experiment: str, tracking_uri: str, out_dir: Path) -> None:
+    try:
+        from temseg.analysis.report import write_report
+    except ImportError:
+        return
+    try:
+        path = write_report(experiment, tracking_uri, out_dir)
+        print(f"report: {path}", flush=True)
+    except Exception as exc:  # the sweep's results are in MLflow whatever the report does
+        print(f"report: not written ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)

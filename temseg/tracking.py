@@ -1,0 +1,176 @@
+"""The only module that writes to MLflow: run names, params, per-epoch curves, artifacts.
+
+One MLflow run per trial. A trial is identified across retries and sweep resumes by the tag
+``temseg.trial_key`` (a hash of everything that defines the training: data, architecture, seed,
+protocol), so a restarted trial continues its own run instead of opening a second one, and a
+trial whose run already finished is not trained again.
+
+Tracking URIs: ``sqlite:///<absolute path>`` locally (MLflow 3 refuses plain file stores), or
+``http://host:port`` for a tracking server that trials on other nodes can reach. With SQLite
+the experiment's artifacts go to an absolute folder beside the database (Ray Tune changes the
+working directory of each trial, so nothing here may be relative).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+TRIAL_KEY = "temseg.trial_key"
+SEARCH_TAG = "temseg.search"
+STRATEGY_TAG = "temseg.strategy"
+EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
+FINAL_METRICS = ("test_hard_dice", "test_soft_dice", "test_loss", "best_epoch")
+
+
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be used."""
+
+
+def default_tracking_uri(project_dir: Path) -> str:
+    return f"sqlite:///{(project_dir / 'mlruns.db').resolve()}"
+
+
+def trial_key(train_config: dict[str, Any]) -> str:
+    """Stable id of a trial: everything that changes what is trained, nothing about resources."""
+    keep = {
+        k: v
+        for k, v in train_config.items()
+        if k not in ("device", "num_workers", "gpu_fraction", "precision")
+    }
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_name(dataset: str, arch_name: str, seed: int) -> str:
+    """E.g. ``hr-2.2nm-c0.060-s0/N2-p8.8-d1.1.1-s752``."""
+    return f"{dataset}/{arch_name}-s{seed}"
+
+
+def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast, before any trial is scheduled, when the store cannot be reached."""
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status != 200:
+                    raise TrackingError(
+                        f"MLflow server {uri} answered {response.status} on /health"
+                    )
+        except (urllib.error.URLError, OSError) as exc:
+            raise TrackingError(
+                f"MLflow server {uri} is unreachable ({getattr(exc, 'reason', exc)}); start it "
+                f"(e.g. `mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "
+                f"sqlite:///$PWD/mlruns.db`) or pass another --tracking-uri"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_absolute():
+            raise TrackingError(f"SQLite tracking URI must hold an absolute path: {uri}")
+        if not path.parent.is_dir():
+            raise TrackingError(f"folder of the tracking database does not exist: {path.parent}")
+    else:
+        raise TrackingError(
+            f"unsupported tracking URI {uri!r}: use sqlite:///<absolute path> or http://host:port"
+        )
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Id of experiment ``name``, creating it (with absolute artifact storage for SQLite)."""
+    check_tracking(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        root = Path(uri[len("sqlite:///") :]).parent / "mlartifacts"
+        location = (root / name).resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by someone else
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def find_runs(uri: str, experiment_id: str, key: str) -> list:
+    client = MlflowClient(uri)
+    return client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TRIAL_KEY}` = '{key}'", max_results=10
+    )
+
+
+class TrialRun:
+    """The MLflow run of one trial: created once, continued after a retry or a resume."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        key: str,
+        name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+    ) -> None:
+        self.client = MlflowClient(uri)
+        existing = find_runs(uri, experiment_id, key)
+        if existing:
+            run = existing[0]
+            self.run_id = run.info.run_id
+            self.finished = run.info.status == "FINISHED" and "test_hard_dice" in run.data.metrics
+            self.final = dict(run.data.metrics)
+            if not self.finished:
+                self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                experiment_id, run_name=name, tags={TRIAL_KEY: key, **tags}
+            )
+            self.run_id = run.info.run_id
+            self.finished = False
+            self.final = {}
+            self.client.log_batch(
+                self.run_id, params=[Param(k, _param(v)) for k, v in params.items()]
+            )
+
+    def last_logged_epoch(self) -> int:
+        history = self.client.get_metric_history(self.run_id, "val_hard_dice")
+        return max((m.step for m in history), default=0)
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        now = int(time.time() * 1000)
+        step = int(row["epoch"])
+        metrics = [Metric(k, float(row[k]), now, step) for k in EPOCH_METRICS if k in row]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, row: dict[str, Any], workdir: Path) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(row[k]), now, 0) for k in FINAL_METRICS if k in row]
+        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_artifact(self.run_id, str(workdir / "best.pt"), "checkpoint")
+        self.client.log_artifact(self.run_id, str(workdir / "config.json"), "checkpoint")
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def stop(self) -> None:
+        """The trial was stopped before it finished (early stopping, shutdown)."""
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+
+    def fail(self, message: str) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag("temseg.error", message[:4000])])
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,497 @@
+"""The only module that imports Ray: trainable adapter, resources, runtime, Tuner.
+
+:func:`trainable` adapts :func:`temseg.train.fit` to Ray Tune: it reports every epoch with a
+checkpoint (the trial's ``last.pt``/``best.pt``), so a trial that crashes, or whose node dies,
+restarts from its last finished epoch, and it logs to MLflow from inside the trial (so trials on
+other nodes log too, through an ``http://`` tracking server).
+
+The Ray API moves between releases (``ray.train.report`` became ``ray.tune.report``); keeping
+every Ray call here keeps that churn in one file. Written against Ray 2.60.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# Ray's per-checkpoint chatter is noise at this scale; temseg prints one line per trial.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from temseg.train import fit
+
+LOOPBACK_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
+CHECKPOINT_FILES = ("last.pt", "best.pt", "config.json")
+
+
+class ResourceError(ValueError):
+    """The cluster cannot give a trial the resources asked for."""
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, float]:
+    """Connect to ``address`` (``HOST:PORT`` of a running cluster) or start a local runtime.
+
+    A local runtime gets an explicit CPU count and stays on loopback: Ray would otherwise
+    advertise the machine's external address, which a single-node runtime never needs.
+    Returns the cluster's resources.
+    """
+    if not ray.is_initialized():
+        common = dict(
+            include_dashboard=False,
+            configure_logging=True,
+            logging_level="WARNING",
+            log_to_driver=False,  # trial errors are reported per trial and kept in MLflow
+        )
+        if address:
+            ray.init(address=address, **common)
+        else:
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                _node_ip_address=LOOPBACK_NODE_IP,
+                **common,
+            )
+    return dict(ray.cluster_resources())
+
+
+def shutdown_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def check_resources(
+    cpus_per_trial: float, gpus_per_trial: float, cluster: dict[str, float]
+) -> None:
+    """Refuse, before anything runs, a per-trial request the cluster can never satisfy."""
+    if cpus_per_trial <= 0:
+        raise ResourceError(f"--cpus-per-trial must be > 0, got {cpus_per_trial}")
+    if gpus_per_trial < 0:
+        raise ResourceError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
+    if gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial):
+        raise ResourceError(f"--gpus-per-trial above 1 must be whole, got {gpus_per_trial}")
+    gpus = cluster.get("GPU", 0.0)
+    if gpus_per_trial > 0 and gpus < gpus_per_trial:
+        raise ResourceError(
+            f"--gpus-per-trial {gpus_per_trial} but the Ray cluster has {gpus:g} GPUs: no trial "
+            "could ever start. Use --gpus-per-trial 0 to train on CPUs, or connect to a cluster "
+            "with GPU nodes (--address)."
+        )
+    cpus = cluster.get("CPU", 0.0)
+    if cpus < cpus_per_trial:
+        raise ResourceError(
+            f"--cpus-per-trial {cpus_per_trial} but the Ray cluster has {cpus:g} CPUs in all"
+        )
+
+
+def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int) -> None:
+    """Test-only hook: crash at ``fault['epoch']`` the first ``fault['times']`` times.
+
+    Attempts are counted in files under ``fault['marker_dir']`` (shared by every try of the
+    trial). ``times`` < 0 means always. Production sweeps never set ``fault``.
+    """
+    if not fault or epoch != int(fault["epoch"]):
+        return
+    marker_dir = Path(fault["marker_dir"])
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    tries = len(list(marker_dir.glob("crash-*")))
+    times = int(fault["times"])
+    if times < 0 or tries < times:
+        (marker_dir / f"crash-{tries}-{os.getpid()}").touch()
+        raise RuntimeError(f"injected fault at epoch {epoch} (try {tries + 1})")
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: one training of :func:`temseg.train.fit`."""
+    from temseg.tracking import TrialRun
+
+    trial = config["trial"]  # the grid samples one {"train": ..., "meta": ...} per trial
+    train_cfg, meta = dict(trial["train"]), trial["meta"]
+    if ray.get_gpu_ids():
+        train_cfg.setdefault("gpu_fraction", float(meta.get("gpus_per_trial", 0.0)))
+    else:
+        train_cfg["device"] = "cpu"
+    run = TrialRun(
+        meta["tracking_uri"],
+        meta["experiment_id"],
+        meta["trial_key"],
+        meta["run_name"],
+        params=meta["params"],
+        tags=meta["tags"],
+    )
+    if run.finished:  # e.g. the driver died after this trial finished: do not train again
+        tune.report({"epoch": train_cfg["epochs"], **run.final, "finished": True, "skipped": True})
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="temseg-trial-"))
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            for name in CHECKPOINT_FILES:
+                if (Path(d) / name).exists():
+                    shutil.copy2(Path(d) / name, workdir / name)
+    already_logged = run.last_logged_epoch()
+    state = {"finished": False}
+
+    def report(row: dict[str, Any]) -> None:
+        _maybe_inject_fault(meta.get("fault"), row["epoch"])
+        if row["epoch"] > already_logged:
+            run.log_epoch(row)
+        if row.get("done"):
+            run.finish(row, workdir)
+            state["finished"] = True
+        with tempfile.TemporaryDirectory() as d:
+            for name in CHECKPOINT_FILES:
+                if (workdir / name).exists():
+                    shutil.copy2(workdir / name, Path(d) / name)
+            tune.report(_metrics(row), checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        fit(train_cfg, report, workdir=workdir)
+    except Exception as exc:
+        run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    except BaseException:  # Ray ends a stopped trial's thread (e.g. an early-stopping scheduler)
+        if not state["finished"]:
+            run.stop()
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """Numeric metrics for Ray; ``done`` is Ray's reserved stop key, so it travels as ``finished``."""
+    out = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "done"}
+    out["finished"] = bool(row.get("done", False))
+    return out
+
+
+class _Progress(tune.Callback):
+    """One line per finished or failed trial."""
+
+    def __init__(self, total: int, stream=sys.stdout) -> None:
+        self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
+
+    def _line(self, trial, status: str) -> None:
+        self.done += 1
+        meta = trial.config["trial"]["meta"]
+        r = trial.last_result or {}
+        dice = r.get("test_hard_dice")
+        extra = (
+            f"test_hard_dice {dice:.4f}  best_epoch {int(r.get('best_epoch', 0))}"
+            if dice is not None
+            else f"error: {str(trial.error_file or '')[-60:]}"
+        )
+        print(
+            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:48s} RF {meta['params']['rf_px']:>3} px"
+            f"  {extra}  ({time.time() - self.t0:.0f} s)",
+            file=self.stream,
+            flush=True,
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._line(trial, "done")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "FAILED")
+
+
+def _dirname(trial) -> str:
+    return trial.config["trial"]["meta"]["run_name"].replace("/", "__")[:120] + f"_{trial.trial_id}"
+
+
+def run_trials(
+    trials: Sequence[dict[str, Any]],
+    *,
+    name: str,
+    storage_path: str,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    resume: bool = False,
+    max_failures: int = 2,
+    max_concurrent: int = 0,
+) -> list[dict[str, Any]]:
+    """Run ``trials`` (each ``{"train": ..., "meta": ...}``) as one Ray Tune grid.
+
+    With ``resume``, an interrupted sweep at ``storage_path/name`` continues: finished trials
+    are kept, unfinished and errored ones restart from their last checkpoint. Returns one dict
+    per trial: ``meta``, the last reported ``metrics`` and ``error`` (None when it finished).
+    """
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    runnable = tune.with_resources(trainable, resources)
+    path = os.path.join(storage_path, name)
+    progress = _Progress(len(trials))
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[progress],
+        verbose=0,
+    )
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(
+            path, trainable=runnable, resume_unfinished=True, resume_errored=True
+        )
+        finished = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
+        progress.done = finished
+        print(
+            f"resuming sweep {path}: {finished}/{len(trials)} trials already finished", flush=True
+        )
+    else:
+        if resume:
+            print(f"nothing to resume at {path}; starting the sweep", flush=True)
+        tuner = tune.Tuner(
+            runnable,
+            param_space={"trial": tune.grid_search(list(trials))},
+            tune_config=tune.TuneConfig(
+                trial_dirname_creator=_dirname,
+                max_concurrent_trials=max_concurrent or None,
+                reuse_actors=False,
+            ),
+            run_config=run_config,
+        )
+    results = tuner.fit()
+    out = []
+    for r in results:
+        out.append(
+            {
+                "meta": r.config["trial"]["meta"],
+                "metrics": dict(r.metrics or {}),
+                "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Architecture search: Ray Tune's OptunaSearch and ASHA over the same trainable.
+# temseg.search plans it (space, proposals, outcomes, reports); only the Ray glue lives here.
+
+from ray.tune.schedulers import ASHAScheduler  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+# The trainable's skip path (its MLflow run had already finished) reports that run's final
+# metrics, which lack the running best validation dice that ASHA and the searcher read. Both
+# tolerate a result without their metric; Ray's strict check would instead abort the whole
+# search, so it is off while a search runs (and the cost objective, which no trial reports,
+# is filled in by the searcher).
+_STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+
+
+class ArchitectureSearcher(OptunaSearch):
+    """Ray's ``OptunaSearch`` asking its study through a :class:`temseg.search.Proposer`.
+
+    The proposer samples the define-by-run space and never hands out an architecture the
+    patch cannot train (told to the study as a constraint violation) nor one already trained
+    in this search (told its known outcome again), so every Ray trial trains a new, valid
+    network. Outcomes: trained to the end = COMPLETE (dice, or dice and cost), stopped by ASHA
+    = PRUNED with its per-epoch dice, errored = FAIL. The whole state (study, sampler, known
+    outcomes) is pickled by ``OptunaSearch.save``, so a restored search goes on where it was.
+    """
+
+    def __init__(self, proposer: Any, *, sampler: Any, study_name: str = "temseg") -> None:
+        metrics = [m for m, _ in proposer.objectives]
+        modes = [d for _, d in proposer.objectives]
+        super().__init__(
+            space=proposer.space.sample,  # define-by-run; the proposer calls it
+            metric=metrics if len(metrics) > 1 else metrics[0],
+            mode=modes if len(modes) > 1 else modes[0],
+            sampler=sampler,
+            study_name=study_name,
+        )
+        self._proposer = proposer
+        self._dice = metrics[0]
+        self._known: dict[Any, Any] = {}  # Architecture -> Outcome
+        self._arch: dict[str, Any] = {}  # Ray trial id -> Architecture still training
+        self._history: dict[str, list[tuple[int, float]]] = {}
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if len(self._known) >= self._proposer.size:
+            return Searcher.FINISHED  # every architecture of the space is trained
+        got = self._proposer.propose(
+            self._ot_study, known=self._known, running=set(self._arch.values())
+        )
+        if got is None:  # only repeats came back: wait for results, or stop if none can come
+            return None if self._arch else Searcher.FINISHED
+        ot_trial, arch = got
+        self._ot_trials[trial_id] = ot_trial
+        self._arch[trial_id] = arch
+        return {"trial": self._proposer.config(arch)}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._arch and self._dice in result:
+            step = int(result.get("epoch", len(self._history.get(trial_id, ())) + 1))
+            self._history.setdefault(trial_id, []).append((step, float(result[self._dice])))
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        arch = self._arch.pop(trial_id, None)
+        ot_trial = self._ot_trials.pop(trial_id, None)
+        if arch is None or ot_trial is None:
+            return
+        outcome = self._proposer.outcome(
+            arch, result, history=self._history.pop(trial_id, ()), error=error
+        )
+        self._proposer.tell(self._ot_study, ot_trial, arch, outcome)
+        self._known[arch] = outcome
+        self._completed_trials.add(trial_id)
+
+
+class _SearchProgress(tune.Callback):
+    """One line per trained, stopped or failed search trial; closes stopped trials' runs."""
+
+    def __init__(self, total: int, on_stopped=None, stream=sys.stdout) -> None:
+        self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
+        self.on_stopped = on_stopped
+
+    def _line(self, trial, status: str) -> None:
+        self.done += 1
+        meta = trial.config["trial"]["meta"]
+        r = trial.last_result or {}
+        dice = r.get("best_val_hard_dice", r.get("val_hard_dice"))
+        extra = (
+            f"best val dice {dice:.4f} after {int(r.get('epoch', 0))} epochs"
+            if dice is not None
+            else f"error: {str(trial.error_file or '')[-60:]}"
+        )
+        print(
+            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:44s} "
+            f"RF {meta['params']['rf_px']:>3} px  {extra}  ({time.time() - self.t0:.0f} s)",
+            file=self.stream,
+            flush=True,
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        r = trial.last_result or {}
+        if "test_hard_dice" in r:
+            self._line(trial, "reused" if r.get("skipped") else "done")
+            return
+        self._line(trial, "stopped")
+        if self.on_stopped is not None:
+            try:
+                self.on_stopped(trial.config["trial"]["meta"], r)
+            except Exception as exc:  # bookkeeping only: never end the search for it
+                print(f"  (could not close its MLflow run: {exc})", file=self.stream, flush=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "FAILED")
+
+
+def _search_dirname(trial) -> str:
+    name = trial.config["trial"]["meta"]["run_name"]
+    return name.replace("/", "__")[:120] + f"_{trial.trial_id}"
+
+
+def run_search(
+    proposer: Any,
+    *,
+    sampler: Any,
+    study_name: str,
+    trials: int,
+    max_epochs: int,
+    name: str,
+    storage_path: str,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    resume: bool = False,
+    max_failures: int = 2,
+    max_concurrent: int = 1,
+    grace_period: int = 1,
+    reduction_factor: int = 3,
+    on_stopped=None,
+) -> list[dict[str, Any]]:
+    """Run one architecture search: OptunaSearch proposals, ASHA stopping, the grid's trainable.
+
+    Parameters
+    ----------
+    proposer
+        A :class:`temseg.search.Proposer` (space, objectives, trial configs).
+    sampler
+        The seeded Optuna sampler (:func:`temseg.search.make_sampler`).
+    trials
+        Ray trials at most (each trains a new architecture); fewer when the space runs out.
+    max_concurrent
+        Trials training at once. The searcher proposes only when a slot frees, so each
+        proposal sees every result finished before it.
+    grace_period, reduction_factor
+        ASHA on the ``epoch`` axis, metric ``best_val_hard_dice``, up to ``max_epochs``.
+    on_stopped
+        ``on_stopped(meta, last_result)`` for each trial ASHA stopped (e.g. close its run).
+
+    With ``resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
+    study and known outcomes come back, finished trials are kept and unfinished ones restart
+    from their last checkpoint. Returns one dict per trial: ``meta``, ``metrics`` (the last
+    reported result) and ``error``.
+    """
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
+    runnable = tune.with_resources(trainable, resources)
+    path = os.path.join(storage_path, name)
+    progress = _SearchProgress(trials, on_stopped)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(
+            path, trainable=runnable, resume_unfinished=True, resume_errored=True
+        )
+        seen = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
+        print(f"resuming search {path}: {seen} trials already trained to the end", flush=True)
+    else:
+        if resume:
+            print(f"nothing to resume at {path}; starting the search", flush=True)
+        dice = proposer.objectives[0][0]
+        tuner = tune.Tuner(
+            runnable,
+            param_space={},
+            tune_config=tune.TuneConfig(
+                search_alg=ArchitectureSearcher(proposer, sampler=sampler, study_name=study_name),
+                scheduler=ASHAScheduler(
+                    time_attr="epoch",
+                    metric=dice,
+                    mode="max",
+                    max_t=max_epochs,
+                    grace_period=min(grace_period, max_epochs),
+                    reduction_factor=reduction_factor,
+                ),
+                num_samples=trials,
+                max_concurrent_trials=max(1, max_concurrent),
+                trial_dirname_creator=_search_dirname,
+                reuse_actors=False,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+    previous = os.environ.get(_STRICT_METRIC_ENV)
+    os.environ[_STRICT_METRIC_ENV] = "1"
+    try:
+        results = tuner.fit()
+    finally:
+        if previous is None:
+            os.environ.pop(_STRICT_METRIC_ENV, None)
+        else:
+            os.environ[_STRICT_METRIC_ENV] = previous
+    out = []
+    for r in results:
+        if "trial" not in (r.config or {}):
+            continue
+        out.append(
+            {
+                "meta": r.config["trial"]["meta"],
+                "metrics": dict(r.metrics or {}),
+                "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}",
+            }
+        )
+    return out

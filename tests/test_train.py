@@ -1,0 +1,114 @@
+"""fit(): determinism, best-epoch selection, checkpoint rebuild, test metrics, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from temseg.config import ConfigError
+from temseg.data.augment import dihedral
+from temseg.model import load_checkpoint
+from temseg.train import Split, epoch_order, evaluate, fit
+from tests.helpers import tiny_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tiny_store(tmp_path_factory.mktemp("data") / "discs.zarr")
+
+
+def config(store, **kw):
+    base = dict(
+        data=str(store),
+        num_blocks=2,
+        pools=[2, 2],
+        seed=752,
+        epochs=3,
+        lr=1e-2,
+        batch_size=4,
+        device="cpu",
+    )
+    return {**base, **kw}
+
+
+def test_same_seed_same_numbers_and_weights(store, tmp_path):
+    a = fit(config(store), workdir=tmp_path / "a")
+    b = fit(config(store), workdir=tmp_path / "b")
+    assert a["history"] == b["history"]
+    assert a["test_hard_dice"] == b["test_hard_dice"]
+    wa, _ = load_checkpoint(a["best_checkpoint"])
+    wb, _ = load_checkpoint(b["best_checkpoint"])
+    for (k, va), vb in zip(wa.state_dict().items(), wb.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    c = fit(config(store, seed=2245), workdir=tmp_path / "c")
+    assert c["history"]["train_loss"] != a["history"]["train_loss"]
+
+
+def test_reports_once_per_epoch_and_selects_the_best_epoch(store, tmp_path):
+    rows = []
+    out = fit(config(store, epochs=4), rows.append, workdir=tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    val = out["history"]["val_hard_dice"]
+    assert out["best_epoch"] == 1 + max(range(4), key=lambda i: (val[i], -i))
+    assert rows[-1]["done"] and "test_hard_dice" in rows[-1]
+    assert all("test_hard_dice" not in r for r in rows[:-1])
+    assert out["n_params"] == 8074 and out["rf_px"] == 44
+
+
+def test_test_metrics_come_from_the_best_checkpoint(store, tmp_path):
+    out = fit(config(store, epochs=3), workdir=tmp_path)
+    model, cfg = load_checkpoint(tmp_path / "best.pt")
+    assert cfg["pools"] == [2, 2] and cfg["seed"] == 752 and cfg["data"] == str(store)
+    test = Split(str(store), "test", torch.device("cpu"), augment=True)
+    again = evaluate(model, test, batch_size=4, device=torch.device("cpu"), precision="fp32")
+    assert again["hard_dice"] == pytest.approx(out["test_hard_dice"], abs=1e-12)
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
+
+
+def test_learns_discs(store, tmp_path):
+    out = fit(config(store, epochs=6), workdir=tmp_path)
+    assert out["history"]["train_loss"][-1] < out["history"]["train_loss"][0]
+    assert out["test_hard_dice"] > 0.5
+
+
+def test_resume_continues_exactly(store, tmp_path):
+    full = fit(config(store, epochs=3), workdir=tmp_path / "full")
+    rows = []
+
+    def crash_after_two(row):
+        rows.append(row)
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config(store, epochs=3), crash_after_two, workdir=tmp_path / "cut")
+    resumed = []
+    out = fit(config(store, epochs=3), resumed.append, workdir=tmp_path / "cut")
+    assert [r["epoch"] for r in resumed] == [3]
+    assert out["history"] == full["history"]
+    assert out["test_hard_dice"] == full["test_hard_dice"]
+
+
+def test_batch_order_is_shared_by_architectures():
+    assert torch.equal(epoch_order(752, 3, 80), epoch_order(752, 3, 80))
+    assert not torch.equal(epoch_order(752, 3, 80), epoch_order(752, 4, 80))
+
+
+def test_augmented_batches_are_the_dihedral_transforms(store):
+    split = Split(str(store), "train", torch.device("cpu"), augment=True)
+    assert len(split) == 8 * 6
+    x, y = split.batch(torch.arange(8, 16))  # patch 1 under the 8 transforms
+    for k in range(8):
+        assert torch.equal(x[k], dihedral(split.images[1], k))
+        assert torch.equal(y[k], dihedral(split.masks[1], k).long())
+
+
+def test_bad_config(store):
+    with pytest.raises(ConfigError, match="unknown key"):
+        fit(config(store, epoch=3))
+    with pytest.raises(ValueError, match="absolute path"):
+        fit(config(store, data="relative.zarr"))
+    with pytest.raises(ValueError, match="not divisible"):
+        fit(config(store, pools=[8, 8]))  # 32 px patches, pools 64
