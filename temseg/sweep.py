@@ -129,6 +129,11 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
                 f"pool sequence(s) {['-'.join(map(str, p)) for p in bad]} do not divide the "
                 f"{patch_size} px patch (their product must divide it)"
             )
+    if not unique and explicit_pools and not any(len(p) in cfg.blocks for p in explicit_pools):
+        raise ConfigError(
+            f"empty grid: no pool sequence in {list(cfg.pools)} fits blocks {list(cfg.blocks)} "
+            "(an N-block network takes N pool kernels, e.g. 4-4 for N = 2)"
+        )
     if not unique:
         raise ConfigError(
             f"empty grid: no architecture with blocks {list(cfg.blocks)}"
@@ -162,7 +167,7 @@ def open_datasets(paths: list[str]) -> list[Dataset]:
                 name,
                 float(attrs["pixel_size_nm"]),
                 int(attrs["patch_size"]),
-                float(attrs.get("contrast", float("nan"))),
+                float("nan") if attrs.get("contrast") is None else float(attrs["contrast"]),
             )
         )
     return out
@@ -334,7 +339,15 @@ def run_grid(
     if cfg.data:
         datasets = open_datasets(list(cfg.data))
     for ds in datasets if cfg.data else []:
-        architectures(cfg, ds.patch_size)
+        try:
+            architectures(cfg, ds.patch_size)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (patch store {ds.path})") from None
+    if not cfg.data:  # the synthetic series' patch size, before any store is generated
+        try:
+            architectures(cfg, cfg.synthetic.patch_size)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (the {cfg.profile} profile's synthetic series)") from None
     from temseg import tune as ttune
 
     cluster = ttune.init_ray(address, num_cpus=num_cpus)
