@@ -100,6 +100,33 @@ def _forward(model, x, device, precision):
     return model(x)
 
 
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    device: torch.device,
+    precision: str,
+    acc: DiceAccumulator,
+    loss_sum: torch.Tensor,
+) -> torch.Tensor:
+    """One optimisation step of :func:`fit` on images ``x`` (B, 1, P, P) and labels ``y`` (B, P, P).
+
+    Adds the batch's summed loss to ``loss_sum`` and its dice terms to ``acc`` on the device, so
+    nothing here waits for the device. Returns the detached logits (B, 2, P, P).
+    """
+    logits = _forward(model, x, device, precision)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    loss_sum += loss.detach().double() * len(y)
+    logits = logits.detach()
+    acc.update(logits, y)
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module, split: Split, *, batch_size: int, device: torch.device, precision: str
@@ -200,13 +227,16 @@ def fit(
         order = epoch_order(cfg.seed, epoch, len(train))
         for start in range(0, len(order), cfg.batch_size):
             x, y = train.batch(order[start : start + cfg.batch_size])
-            logits = _forward(model, x, device, cfg.precision)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(y)
-            acc.update(logits.detach(), y)
+            train_step(
+                model,
+                optimizer,
+                x,
+                y,
+                device=device,
+                precision=cfg.precision,
+                acc=acc,
+                loss_sum=loss_sum,
+            )
         tr = acc.compute()
         va = evaluate(model, val, batch_size=cfg.batch_size, device=device, precision=cfg.precision)
         metrics = {
