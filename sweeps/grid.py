@@ -96,7 +96,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print the trial table with RF and parameters; run nothing",
     )
+    # TEST-ONLY (hidden from --help): crash trials on purpose to exercise retries, failure
+    # reporting and resumes, e.g. '{"run_name": null, "epoch": 1, "times": 1,
+    # "marker_dir": "/shared/tmp/faults"}' (see temseg.tune._maybe_inject_fault). Never use it
+    # in a real sweep.
+    p.add_argument("--inject-fault", type=_fault, metavar="JSON", help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def _fault(text: str) -> dict:
+    """Parse --inject-fault (test only): a JSON object with epoch, times and marker_dir."""
+    import json
+
+    try:
+        fault = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(fault, dict) or not {"epoch", "times", "marker_dir"} <= set(fault):
+        raise argparse.ArgumentTypeError(
+            "expected a JSON object with keys epoch, times, marker_dir (and run_name)"
+        )
+    return fault
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             report_dir=args.report_dir,
             num_cpus=args.num_cpus,
+            fault=args.inject_fault,
         )
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"grid.py: error: {exc}", file=sys.stderr)
