@@ -13,6 +13,8 @@ N = 2 and 3 (pool 2 everywhere, dilation rising); times every dataset and every 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -348,9 +350,21 @@ def run_grid(
             architectures(cfg, cfg.synthetic.patch_size)
         except ConfigError as exc:
             raise ConfigError(f"{exc} (the {cfg.profile} profile's synthetic series)") from None
+    if address:
+        check_address(address)
     from temseg import tune as ttune
 
-    cluster = ttune.init_ray(address, num_cpus=num_cpus)
+    try:
+        cluster = ttune.init_ray(address, num_cpus=num_cpus)
+    except ConnectionError as exc:  # e.g. a token-auth cluster and no token here
+        if not address:
+            raise
+        raise ClusterError(
+            f"could not connect to the Ray cluster at --address {address} ({exc}); if it uses "
+            "token authentication, set RAY_AUTH_MODE=token and give its token "
+            "(~/.ray/auth_token or RAY_AUTH_TOKEN); if it was started with "
+            "RAY_AUTH_MODE=disabled, set that here too"
+        ) from None
     try:
         ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
         if not cfg.data:
@@ -369,7 +383,7 @@ def run_grid(
             flush=True,
         )
         t0 = time.time()
-        name = _sweep_run_name(storage_path, cfg.experiment_name, resume)
+        name = ray_run_name(storage_path, cfg.experiment_name, resume)
         results = ttune.run_trials(
             trials,
             name=name,
@@ -394,12 +408,36 @@ def run_grid(
     return results
 
 
-def _sweep_run_name(storage_path: str, experiment: str, resume: bool) -> str:
-    """Ray's run folder: a fresh one per sweep; ``--resume`` picks the latest one again."""
-    pointer = Path(storage_path) / f"{experiment}.latest"
+class ClusterError(RuntimeError):
+    """The Ray cluster given by ``--address`` cannot be used."""
+
+
+def check_address(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray://...: left to Ray
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"no Ray cluster answers at --address {address} ({exc.strerror or exc}); start its "
+            f"head there (`ray start --head --port {port}`) or leave --address out to run on "
+            "a local Ray runtime"
+        ) from None
+
+
+def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
+    """Ray's run folder for ``key``: a fresh one per run; ``resume`` picks the latest again.
+
+    The latest folder's name is kept in ``<storage_path>/<key>.latest``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:150]
+    pointer = Path(storage_path) / f"{safe}.latest"
     if resume and pointer.is_file():
         return pointer.read_text().strip()
-    name = f"{experiment}_{time.strftime('%Y%m%d-%H%M%S')}"
+    name = f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(name + "\n")
     return name

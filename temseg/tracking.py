@@ -28,7 +28,8 @@ TRIAL_KEY = "temseg.trial_key"
 SEARCH_TAG = "temseg.search"
 STRATEGY_TAG = "temseg.strategy"
 EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
-FINAL_METRICS = ("test_hard_dice", "test_soft_dice", "test_loss", "best_epoch")
+FINAL_METRICS = ("test_hard_dice", "test_soft_dice", "test_loss", "best_epoch", "best_val_hard_dice")
+ERROR_TAG = "temseg.error"
 
 
 class TrackingError(RuntimeError):
@@ -128,6 +129,7 @@ class TrialRun:
             self.run_id = run.info.run_id
             self.finished = run.info.status == "FINISHED" and "test_hard_dice" in run.data.metrics
             self.final = dict(run.data.metrics)
+            self.tags = dict(run.data.tags)
             if not self.finished:
                 self.client.update_run(self.run_id, status="RUNNING")
         else:
@@ -137,9 +139,27 @@ class TrialRun:
             self.run_id = run.info.run_id
             self.finished = False
             self.final = {}
+            self.tags = {TRIAL_KEY: key, **tags}
             self.client.log_batch(
                 self.run_id, params=[Param(k, _param(v)) for k, v in params.items()]
             )
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> TrialRun:
+        """The run of the trial described by a sweep trial's ``meta`` (see temseg.sweep)."""
+        return cls(
+            meta["tracking_uri"],
+            meta["experiment_id"],
+            meta["trial_key"],
+            meta["run_name"],
+            params=meta["params"],
+            tags=meta["tags"],
+        )
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set (or overwrite) tags of the run, e.g. where this try of the trial runs."""
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.tags.update({k: str(v) for k, v in tags.items()})
 
     def last_logged_epoch(self) -> int:
         history = self.client.get_metric_history(self.run_id, "val_hard_dice")
@@ -157,6 +177,8 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=metrics)
         self.client.log_artifact(self.run_id, str(workdir / "best.pt"), "checkpoint")
         self.client.log_artifact(self.run_id, str(workdir / "config.json"), "checkpoint")
+        if ERROR_TAG in self.tags:  # an earlier try crashed; this one finished
+            self.client.delete_tag(self.run_id, ERROR_TAG)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def stop(self) -> None:
@@ -164,7 +186,7 @@ class TrialRun:
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def fail(self, message: str) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag("temseg.error", message[:4000])])
+        self.client.log_batch(self.run_id, tags=[RunTag(ERROR_TAG, message[:4000])])
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
 
 

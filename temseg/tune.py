@@ -115,20 +115,15 @@ def trainable(config: dict[str, Any]) -> None:
     trial = config["trial"]  # the grid samples one {"train": ..., "meta": ...} per trial
     train_cfg, meta = dict(trial["train"]), trial["meta"]
     if ray.get_gpu_ids():
-        train_cfg.setdefault("gpu_fraction", float(meta.get("gpus_per_trial", 0.0)))
+        if not train_cfg.get("gpu_fraction"):  # cap this process at its share of the GPU
+            train_cfg["gpu_fraction"] = float(meta.get("gpus_per_trial", 0.0))
     else:
         train_cfg["device"] = "cpu"
-    run = TrialRun(
-        meta["tracking_uri"],
-        meta["experiment_id"],
-        meta["trial_key"],
-        meta["run_name"],
-        params=meta["params"],
-        tags=meta["tags"],
-    )
+    run = TrialRun.from_meta(meta)
     if run.finished:  # e.g. the driver died after this trial finished: do not train again
         tune.report({"epoch": train_cfg["epochs"], **run.final, "finished": True, "skipped": True})
         return
+    _tag_attempt(run)
 
     workdir = Path(tempfile.mkdtemp(prefix="temseg-trial-"))
     checkpoint = tune.get_checkpoint()
@@ -164,6 +159,24 @@ def trainable(config: dict[str, Any]) -> None:
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+NODE_TAG, NODES_TAG, ATTEMPTS_TAG = "temseg.node_id", "temseg.nodes", "temseg.attempts"
+
+
+def _tag_attempt(run: Any) -> None:
+    """Tag the trial's MLflow run with where this try runs: the Ray node id of this try
+    (``temseg.node_id``), every node the trial has run on in order (``temseg.nodes``) and
+    how many tries started training (``temseg.attempts``: retries, node losses, resumes)."""
+    node = ray.get_runtime_context().get_node_id()
+    nodes = [n for n in run.tags.get(NODES_TAG, "").split(",") if n]
+    run.set_tags(
+        {
+            NODE_TAG: node,
+            NODES_TAG: ",".join(nodes if node in nodes else [*nodes, node]),
+            ATTEMPTS_TAG: int(run.tags.get(ATTEMPTS_TAG, 0)) + 1,
+        }
+    )
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -354,8 +367,10 @@ class _SearchProgress(tune.Callback):
         self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
         self.on_stopped = on_stopped
 
-    def _line(self, trial, status: str) -> None:
-        self.done += 1
+    def _line(self, trial, trials, status: str) -> None:
+        # counted from Ray's trial list, so a restored search goes on counting where it was
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+        self.done = len(ended | {trial.trial_id})
         meta = trial.config["trial"]["meta"]
         r = trial.last_result or {}
         dice = r.get("best_val_hard_dice", r.get("val_hard_dice"))
@@ -374,9 +389,11 @@ class _SearchProgress(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         r = trial.last_result or {}
         if "test_hard_dice" in r:
-            self._line(trial, "reused" if r.get("skipped") else "done")
+            self._line(trial, trials, "reused" if r.get("skipped") else "done")
             return
-        self._line(trial, "stopped")
+        if "epoch" not in r:  # never started (the search ended first): no run to close
+            return
+        self._line(trial, trials, "stopped")
         if self.on_stopped is not None:
             try:
                 self.on_stopped(trial.config["trial"]["meta"], r)
@@ -384,7 +401,7 @@ class _SearchProgress(tune.Callback):
                 print(f"  (could not close its MLflow run: {exc})", file=self.stream, flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(trial, "FAILED")
+        self._line(trial, trials, "FAILED")
 
 
 def _search_dirname(trial) -> str:
@@ -436,8 +453,7 @@ def run_search(
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     runnable = tune.with_resources(trainable, resources)
     path = os.path.join(storage_path, name)
-    progress = _SearchProgress(trials, on_stopped)
-    if resume and tune.Tuner.can_restore(path):
+    if resume and tune.Tuner.can_restore(path):  # the searcher, scheduler, callbacks come back
         tuner = tune.Tuner.restore(
             path, trainable=runnable, resume_unfinished=True, resume_errored=True
         )
@@ -470,7 +486,7 @@ def run_search(
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[progress],
+                callbacks=[_SearchProgress(trials, on_stopped)],
                 verbose=0,
             ),
         )

@@ -521,17 +521,24 @@ def _plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: P
     ax_gain.set_xlabel("measured contrast")
     ax_gain.set_ylabel("dice gain, largest - smallest RF")
     ax_gain.set_title("Gain from receptive field", fontsize=10)
-    ax_gain.set_xscale("log")
-    ax_onset.set_xscale("log")
-    ax_onset.set_yscale("log")
-    for axis in (ax_gain.xaxis, ax_onset.xaxis, ax_onset.yaxis):
+    # log axes only where something positive is drawn (an empty panel cannot be log-scaled)
+    log_axes = []
+    if ax_gain.has_data():
+        ax_gain.set_xscale("log")
+        log_axes.append(ax_gain.xaxis)
+    if ax_onset.has_data():
+        ax_onset.set_xscale("log")
+        ax_onset.set_yscale("log")
+        log_axes += [ax_onset.xaxis, ax_onset.yaxis]
+    for axis in log_axes:
         _log_axis(axis)
     ax_onset.set_xlabel("measured contrast")
     ax_onset.set_ylabel("onset RF, 95% of gain (nm)")
     ax_onset.set_title("Plateau onset (bars: bootstrap 95%; lines: power-law trend)", fontsize=10)
     for ax in (ax_gain, ax_onset):
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
 
 
