@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run temseg's tests (arguments go to pytest).
+#
+# The tests start real servers: local Ray runtimes, two-node Ray clusters on 127.0.0.2/3 and
+# MLflow servers on 127.0.0.1. Ray 2.60 binds its servers to every interface whatever node
+# address it is given, so where Linux allows it (unprivileged user namespaces) the tests run in
+# a private network namespace that has nothing but loopback: whatever the tests start is then
+# reachable from this machine's loopback alone. Elsewhere (macOS, locked-down kernels) pytest
+# runs directly.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ "${TEMSEG_TEST_NETNS:-1}" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
+   && unshare -rn true 2>/dev/null; then
+  echo "tests: in a private network namespace (loopback only)" >&2
+  exec unshare -rn bash -c 'ip link set lo up && exec .venv/bin/python -m pytest "$@"' pytest "$@"
+fi
+exec .venv/bin/python -m pytest "$@"
