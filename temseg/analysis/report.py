@@ -737,14 +737,19 @@ def _findings(
             continue
         low, high = g.iloc[0], g.iloc[-1]
         if np.isfinite(low["observed_gain"]) and np.isfinite(high["observed_gain"]):
-            larger = low["observed_gain"] > high["observed_gain"]
+            if max(low["observed_gain"], high["observed_gain"]) <= 0:
+                comparison = "no gain at either level (dice does not rise with RF)"
+            elif low["observed_gain"] > high["observed_gain"]:
+                comparison = "larger at low contrast"
+            else:
+                comparison = "not larger at low contrast"
             out.append(
                 f"N={n_blocks} {strategy} at {pixel_size:g} nm/px: dice gain from the smallest "
                 "to the largest RF is "
                 f"{low['observed_gain']:+.3f} at the lowest contrast ({low['contrast']:.3g}, "
                 f"{low['dataset']}) and {high['observed_gain']:+.3f} at the highest "
                 f"({high['contrast']:.3g}, {high['dataset']}): "
-                f"{'larger' if larger else 'not larger'} at low contrast. Verdicts: "
+                f"{comparison}. Verdicts: "
                 f"{low['verdict']} / {high['verdict']}."
             )
     for t in trend.itertuples():
