@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 # The authors' five seeds (SPEC.md section 5).
 PAPER_SEEDS = (752, 2245, 140, 9213, 956)
+# TrainConfig fields that say where and how fast a run trains, not what it trains.
+RESOURCE_KEYS = ("device", "num_workers", "gpu_fraction", "precision")
 
 
 class ConfigError(ValueError):

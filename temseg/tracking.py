@@ -24,11 +24,19 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from temseg.config import RESOURCE_KEYS
+
 TRIAL_KEY = "temseg.trial_key"
 SEARCH_TAG = "temseg.search"
 STRATEGY_TAG = "temseg.strategy"
 EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
-FINAL_METRICS = ("test_hard_dice", "test_soft_dice", "test_loss", "best_epoch", "best_val_hard_dice")
+FINAL_METRICS = (
+    "test_hard_dice",
+    "test_soft_dice",
+    "test_loss",
+    "best_epoch",
+    "best_val_hard_dice",
+)
 ERROR_TAG = "temseg.error"
 
 
@@ -42,11 +50,7 @@ def default_tracking_uri(project_dir: Path) -> str:
 
 def trial_key(train_config: dict[str, Any]) -> str:
     """Stable id of a trial: everything that changes what is trained, nothing about resources."""
-    keep = {
-        k: v
-        for k, v in train_config.items()
-        if k not in ("device", "num_workers", "gpu_fraction", "precision")
-    }
+    keep = {k: v for k, v in train_config.items() if k not in RESOURCE_KEYS}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from temseg.config import TrainConfig, from_dict, to_dict
+from temseg.config import RESOURCE_KEYS, TrainConfig, from_dict, to_dict
 from temseg.data.augment import dihedral
 from temseg.data.store import load_split, read_attrs
 from temseg.metrics import DiceAccumulator
@@ -145,6 +145,11 @@ def evaluate(
     return {"loss": float(loss_sum) / n, **out}
 
 
+def _trained(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that decides what is trained (not where or on what device)."""
+    return {k: v for k, v in config.items() if k not in RESOURCE_KEYS}
+
+
 def _save_state(path: Path, **state: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"format": STATE_FORMAT, **state}, tmp)
@@ -207,10 +212,28 @@ def fit(
     history: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}
     best_epoch, best_dice, start_epoch, elapsed = 0, -math.inf, 1, 0.0
 
-    last = workdir / "last.pt"
+    last, reported = workdir / "last.pt", workdir / "reported"
+
+    def emit(epoch: int) -> dict[str, Any]:
+        """Report a saved epoch, then mark it reported (at-least-once: see below)."""
+        row = {"epoch": epoch, **{k: history[k][epoch - 1] for k in EPOCH_METRICS}}
+        row.update(best_epoch=best_epoch, best_val_hard_dice=best_dice, seconds=elapsed)
+        if epoch == cfg.epochs:
+            row.update(_test(cfg, workdir, device))
+            row["done"] = True
+        say(
+            f"epoch {epoch}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+            f"val_hard_dice {row['val_hard_dice']:.4f} ({elapsed:.0f} s)"
+        )
+        if report is not None:
+            report(row)
+        reported.write_text(f"{epoch}\n")
+        return row
+
+    row: dict[str, Any] = {}
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
-        if state.get("format") != STATE_FORMAT or state["config"] != resolved:
+        if state.get("format") != STATE_FORMAT or _trained(state["config"]) != _trained(resolved):
             raise ValueError(f"{last}: training state of another config; remove it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -218,6 +241,13 @@ def fit(
         best_epoch, best_dice = state["best_epoch"], state["best_val_hard_dice"]
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
         say(f"resuming after epoch {state['epoch']} of {cfg.epochs}")
+        # The state of an epoch is saved before its report; if the report did not complete
+        # (a crash in the listener, an unreachable tracking server), report it again now
+        # rather than losing it. Listeners see an epoch at least once (temseg.tune logs each
+        # epoch to MLflow once).
+        done_epoch = int(reported.read_text()) if reported.exists() else 0
+        if done_epoch < state["epoch"]:
+            row = emit(state["epoch"])
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -239,17 +269,13 @@ def fit(
             )
         tr = acc.compute()
         va = evaluate(model, val, batch_size=cfg.batch_size, device=device, precision=cfg.precision)
-        metrics = {
-            "train_loss": float(loss_sum) / len(train),
-            "train_hard_dice": tr["hard_dice"],
-            "val_loss": va["loss"],
-            "val_hard_dice": va["hard_dice"],
-            "val_soft_dice": va["soft_dice"],
-        }
-        for k in EPOCH_METRICS:
-            history[k].append(metrics[k])
-        if metrics["val_hard_dice"] > best_dice:
-            best_epoch, best_dice = epoch, metrics["val_hard_dice"]
+        history["train_loss"].append(float(loss_sum) / len(train))
+        history["train_hard_dice"].append(tr["hard_dice"])
+        history["val_loss"].append(va["loss"])
+        history["val_hard_dice"].append(va["hard_dice"])
+        history["val_soft_dice"].append(va["soft_dice"])
+        if va["hard_dice"] > best_dice:
+            best_epoch, best_dice = epoch, va["hard_dice"]
             save_checkpoint(workdir / "best.pt", model, resolved)
         elapsed += time.perf_counter() - t0
         _save_state(
@@ -263,19 +289,9 @@ def fit(
             best_val_hard_dice=best_dice,
             seconds=elapsed,
         )
-        row = {"epoch": epoch, **metrics, "best_epoch": best_epoch, "best_val_hard_dice": best_dice}
-        row["seconds"] = elapsed
-        if epoch == cfg.epochs:
-            row.update(_test(cfg, workdir, device))
-            row["done"] = True
-        say(
-            f"epoch {epoch}/{cfg.epochs} train_loss {metrics['train_loss']:.4f} "
-            f"val_hard_dice {metrics['val_hard_dice']:.4f} ({elapsed:.0f} s)"
-        )
-        if report is not None:
-            report(row)
-    if start_epoch > cfg.epochs:  # resumed a finished run: nothing left but the answer
-        row = {"epoch": cfg.epochs, "best_epoch": best_epoch, **_test(cfg, workdir, device)}
+        row = emit(epoch)
+    if "test_hard_dice" not in row:  # resumed a finished, reported run: only the answer is left
+        row = _test(cfg, workdir, device)
     return {
         "config": resolved,
         "history": history,

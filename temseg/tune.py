@@ -1,9 +1,9 @@
 """The only module that imports Ray: trainable adapter, resources, runtime, Tuner.
 
-:func:`trainable` adapts :func:`temseg.train.fit` to Ray Tune: it reports every epoch with a
-checkpoint (the trial's ``last.pt``/``best.pt``), so a trial that crashes, or whose node dies,
-restarts from its last finished epoch, and it logs to MLflow from inside the trial (so trials on
-other nodes log too, through an ``http://`` tracking server).
+:func:`trainable` adapts :func:`temseg.train.fit` to Ray Tune: it reports every epoch, keeps
+the trial's resumable state in a folder of its own on the storage path, so a trial that
+crashes, or whose node dies, restarts from its last finished epoch, and it logs to MLflow from
+inside the trial (so trials on other nodes log too, through an ``http://`` tracking server).
 
 The Ray API moves between releases (``ray.train.report`` became ``ray.tune.report``); keeping
 every Ray call here keeps that churn in one file. Written against Ray 2.60.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# Ray's per-checkpoint chatter is noise at this scale; temseg prints one line per trial.
+# Ray's experiment-snapshot chatter is noise at this scale; temseg prints one line per trial.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
@@ -30,7 +30,6 @@ from ray import tune  # noqa: E402
 from temseg.train import fit
 
 LOOPBACK_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
-CHECKPOINT_FILES = ("last.pt", "best.pt", "config.json")
 
 
 class ResourceError(ValueError):
@@ -108,8 +107,19 @@ def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int) -> None:
         raise RuntimeError(f"injected fault at epoch {epoch} (try {tries + 1})")
 
 
-def trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one training of :func:`temseg.train.fit`."""
+def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
+    """Ray Tune function trainable: one training of :func:`temseg.train.fit`.
+
+    The trial's resumable state (``last.pt``, ``best.pt``) lives in its own folder,
+    ``<state_root>/<trial_key>``, on the sweep's storage path (shared storage on a cluster),
+    written atomically by ``fit`` after every epoch. A retried trial, a trial whose node died
+    and a trial of a resumed sweep all continue from there. It is deliberately not a Ray Tune
+    checkpoint: with ``CheckpointConfig(num_to_keep=...)`` a trial's newer checkpoint can
+    delete the one that the driver's last experiment snapshot still names, and a driver killed
+    in that window leaves a sweep that ``Tuner.restore`` cannot resume ("Could not recover from
+    checkpoint as it does not exist on storage anymore", seen here under SIGKILL). The folder
+    is removed once the trial's MLflow run is finished.
+    """
     from temseg.tracking import TrialRun
 
     trial = config["trial"]  # the grid samples one {"train": ..., "meta": ...} per trial
@@ -125,13 +135,11 @@ def trainable(config: dict[str, Any]) -> None:
         return
     _tag_attempt(run)
 
-    workdir = Path(tempfile.mkdtemp(prefix="temseg-trial-"))
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            for name in CHECKPOINT_FILES:
-                if (Path(d) / name).exists():
-                    shutil.copy2(Path(d) / name, workdir / name)
+    if state_root:
+        workdir = Path(state_root, meta["trial_key"])
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="temseg-trial-"))
     already_logged = run.last_logged_epoch()
     state = {"finished": False}
 
@@ -142,11 +150,7 @@ def trainable(config: dict[str, Any]) -> None:
         if row.get("done"):
             run.finish(row, workdir)
             state["finished"] = True
-        with tempfile.TemporaryDirectory() as d:
-            for name in CHECKPOINT_FILES:
-                if (workdir / name).exists():
-                    shutil.copy2(workdir / name, Path(d) / name)
-            tune.report(_metrics(row), checkpoint=tune.Checkpoint.from_directory(d))
+        tune.report(_metrics(row))
 
     try:
         fit(train_cfg, report, workdir=workdir)
@@ -157,8 +161,14 @@ def trainable(config: dict[str, Any]) -> None:
         if not state["finished"]:
             run.stop()
         raise
-    finally:
+    if state["finished"] or not state_root:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _runnable(storage_path: str, resources: dict[str, float]) -> Any:
+    """The trainable with its resources and the folder that keeps each trial's state."""
+    state_root = os.path.join(storage_path, "trial_state")
+    return tune.with_resources(tune.with_parameters(trainable, state_root=state_root), resources)
 
 
 NODE_TAG, NODES_TAG, ATTEMPTS_TAG = "temseg.node_id", "temseg.nodes", "temseg.attempts"
@@ -234,18 +244,17 @@ def run_trials(
     """Run ``trials`` (each ``{"train": ..., "meta": ...}``) as one Ray Tune grid.
 
     With ``resume``, an interrupted sweep at ``storage_path/name`` continues: finished trials
-    are kept, unfinished and errored ones restart from their last checkpoint. Returns one dict
+    are kept, unfinished and errored ones continue from their last finished epoch. Returns one dict
     per trial: ``meta``, the last reported ``metrics`` and ``error`` (None when it finished).
     """
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
-    runnable = tune.with_resources(trainable, resources)
+    runnable = _runnable(storage_path, resources)
     path = os.path.join(storage_path, name)
     progress = _Progress(len(trials))
     run_config = tune.RunConfig(
         name=name,
         storage_path=storage_path,
         failure_config=tune.FailureConfig(max_failures=max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=[progress],
         verbose=0,
     )
@@ -447,11 +456,11 @@ def run_search(
 
     With ``resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
     study and known outcomes come back, finished trials are kept and unfinished ones restart
-    from their last checkpoint. Returns one dict per trial: ``meta``, ``metrics`` (the last
+    from their last finished epoch. Returns one dict per trial: ``meta``, ``metrics`` (the last
     reported result) and ``error``.
     """
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
-    runnable = tune.with_resources(trainable, resources)
+    runnable = _runnable(storage_path, resources)
     path = os.path.join(storage_path, name)
     if resume and tune.Tuner.can_restore(path):  # the searcher, scheduler, callbacks come back
         tuner = tune.Tuner.restore(
@@ -485,7 +494,6 @@ def run_search(
                 name=name,
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[_SearchProgress(trials, on_stopped)],
                 verbose=0,
             ),

@@ -86,9 +86,26 @@ def test_resume_continues_exactly(store, tmp_path):
         fit(config(store, epochs=3), crash_after_two, workdir=tmp_path / "cut")
     resumed = []
     out = fit(config(store, epochs=3), resumed.append, workdir=tmp_path / "cut")
-    assert [r["epoch"] for r in resumed] == [3]
+    # epoch 2 was saved but its report broke off: it is reported again (at least once), with
+    # the very numbers of the first try, and training goes on with epoch 3, not epoch 2
+    assert [r["epoch"] for r in resumed] == [2, 3]
+    assert resumed[0] == rows[1]
     assert out["history"] == full["history"]
     assert out["test_hard_dice"] == full["test_hard_dice"]
+
+
+def test_a_broken_final_report_is_repeated_with_the_test_metrics(store, tmp_path):
+    def crash_at_the_end(row):
+        if row.get("done"):
+            raise ConnectionError("tracking server went away")
+
+    with pytest.raises(ConnectionError):
+        fit(config(store, epochs=2), crash_at_the_end, workdir=tmp_path)
+    again = []
+    out = fit(config(store, epochs=2), again.append, workdir=tmp_path)
+    assert [(r["epoch"], r.get("done")) for r in again] == [(2, True)]
+    assert again[0]["test_hard_dice"] == out["test_hard_dice"]
+    assert fit(config(store, epochs=2), workdir=tmp_path)["test_hard_dice"] == out["test_hard_dice"]
 
 
 def test_batch_order_is_shared_by_architectures():
