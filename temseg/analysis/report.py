@@ -49,16 +49,7 @@ DICE_FORM = (
     "are mean and sample std (ddof = 1) over seeds."
 )
 SUMMARY_COLUMNS = [
-    "dataset",
-    "contrast",
-    "pixel_size_nm",
-    "strategy",
-    "num_blocks",
-    "pools",
-    "dilations",
-    "rf_px",
-    "rf_nm",
-    "n_params",
+    *collect.ARCH_KEYS,  # dataset ... n_params: one architecture on one dataset
     "n_seeds",
     "n_failed",
     "test_hard_dice_mean",
