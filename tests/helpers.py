@@ -40,3 +40,12 @@ def tiny_store(
         "generator": {"kind": "tests.helpers.disc_patches", "seed": seed},
     }
     return write_store(path, splits, attrs)
+
+
+def experiment_runs(uri: str, experiment: str):
+    """An MlflowClient for ``uri`` and every run of ``experiment``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])

@@ -30,7 +30,7 @@ from temseg.search import (
     recommend,
     train_gflop,
 )
-from tests.helpers import tiny_store
+from tests.helpers import experiment_runs, tiny_store
 
 REPO = Path(__file__).resolve().parents[1]
 SEARCH = [sys.executable, str(REPO / "sweeps" / "optuna_search.py")]
@@ -294,11 +294,7 @@ def search_args(tmp_path, store, uri, *extra):
 
 
 def study_runs(uri, experiment="s"):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id])
+    return experiment_runs(uri, experiment)
 
 
 def fake_grid(uri, store, tmp_path, values):

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
-from tests.helpers import tiny_store
+from tests.helpers import experiment_runs, tiny_store
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = [sys.executable, str(REPO / "sweeps" / "grid.py")]
@@ -71,9 +70,7 @@ def sweep_args(tmp_path, store, uri, *extra):
 
 
 def runs_of(uri, experiment="t"):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id])
+    return experiment_runs(uri, experiment)
 
 
 def assert_complete(uri, n_runs, epochs):

@@ -53,6 +53,18 @@ ARCH_KEYS = [
     "rf_nm",
     "n_params",
 ]
+# One row of aggregate_seeds: an architecture on a dataset, then its statistics over seeds.
+SUMMARY_COLUMNS = [
+    *ARCH_KEYS,
+    "n_seeds",
+    "n_failed",
+    "test_hard_dice_mean",
+    "test_hard_dice_std",
+    "test_soft_dice_mean",
+    "test_soft_dice_std",
+    "best_epoch_mean",
+    "seeds",
+]
 
 
 def default_tracking_uri() -> str:
@@ -223,17 +235,7 @@ def aggregate_seeds(trials: pd.DataFrame) -> pd.DataFrame:
     bad = failed(trials)
     keys = ARCH_KEYS
     if ok.empty:
-        cols = keys + [
-            "n_seeds",
-            "n_failed",
-            "test_hard_dice_mean",
-            "test_hard_dice_std",
-            "test_soft_dice_mean",
-            "test_soft_dice_std",
-            "best_epoch_mean",
-            "seeds",
-        ]
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     g = ok.groupby(keys, dropna=False)
     out = g.agg(
         n_seeds=("seed", "nunique"),
@@ -247,17 +249,9 @@ def aggregate_seeds(trials: pd.DataFrame) -> pd.DataFrame:
     n_bad = bad.groupby(keys, dropna=False).size().rename("n_failed").reset_index()
     out = out.merge(n_bad, on=keys, how="left")
     out["n_failed"] = out["n_failed"].fillna(0).astype(int)
-    order = keys + [
-        "n_seeds",
-        "n_failed",
-        "test_hard_dice_mean",
-        "test_hard_dice_std",
-        "test_soft_dice_mean",
-        "test_soft_dice_std",
-        "best_epoch_mean",
-        "seeds",
-    ]
-    out = out[order].sort_values(["contrast", "dataset", "num_blocks", "strategy", "rf_px"])
+    out = out[SUMMARY_COLUMNS].sort_values(
+        ["contrast", "dataset", "num_blocks", "strategy", "rf_px"]
+    )
     return out.reset_index(drop=True)
 
 

@@ -48,17 +48,7 @@ DICE_FORM = (
     "every pixel of the test split (argmax masks), the form the trainer logs; seed statistics "
     "are mean and sample std (ddof = 1) over seeds."
 )
-SUMMARY_COLUMNS = [
-    *collect.ARCH_KEYS,  # dataset ... n_params: one architecture on one dataset
-    "n_seeds",
-    "n_failed",
-    "test_hard_dice_mean",
-    "test_hard_dice_std",
-    "test_soft_dice_mean",
-    "test_soft_dice_std",
-    "best_epoch_mean",
-    "seeds",
-]
+SUMMARY_COLUMNS = collect.SUMMARY_COLUMNS
 PLATEAU_COLUMNS = [
     "dataset",
     "contrast",
