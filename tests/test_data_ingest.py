@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import skimage.io
 
 from temseg.cli import main
 from temseg.data.store import load_sources, read_attrs
-from temseg.data.synth import PRESETS
+from temseg.data.synth import PRESETS, GeneratorParams
 
 S = 128  # image side of the small test images
 NONSQUARE_DM4 = "dmTest_float32_nonSquare_diffPixelSize.dm4"
@@ -406,3 +407,113 @@ def test_register_declares_arguments_only():
     cli.register(sub)
     assert {"ingest", "synth", "synth-series", "info", "preview"} <= set(sub.choices)
     assert set(cli.PRESET_NAMES) == set(PRESETS)
+
+
+# ----------------------------------------------------- difficulty knobs (synth, series, preview)
+
+SMALL_SYNTH = ["--preset", "hr-2.2nm", "--images", "2", "--image-size", "128"]
+SMALL_SYNTH += ["--patch-size", "64", "--min-particle-px", "20", "--seed", "0"]
+KNOB_ARGS = ["--defocus-nm=-3,3", "--astigmatism-nm", "0.5,1", "--coverage", "0.1"]
+KNOB_ARGS += ["--pixel-size-nm", "0.04"]
+
+
+def run_exit(args, capsys):
+    """Like run, for errors argparse reports itself (SystemExit) as well as main's."""
+    try:
+        rc = main(args)
+    except SystemExit as exc:
+        rc = exc.code
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_synth_knobs_are_recorded_and_shown_by_info(tmp_path, capsys):
+    out = tmp_path / "k.zarr"
+    rc, _, err = run(["synth", str(out), "--contrast", "0.06", *SMALL_SYNTH, *KNOB_ARGS], capsys)
+    assert rc == 0, err
+    attrs = read_attrs(out)
+    gen = attrs["generator"]
+    assert gen["defocus_nm"] == [-3.0, 3.0] and gen["astigmatism_nm"] == [0.5, 1.0]
+    assert gen["coverage"] == 0.1 and gen["pixel_size_nm"] == 0.04
+    assert attrs["pixel_size_nm"] == 0.04
+    rc, stdout, _ = run(["info", str(out)], capsys)
+    assert rc == 0
+    assert (
+        "knobs:          defocus -3..3 nm*, astigmatism 0.5..1 nm*, coverage 0.1*, "
+        "pixel 0.04 nm/px*, fringe-free 0.15, dose 423 e/A^2 (* = set, not the preset's)"
+    ) in stdout
+    # a store at the preset's values marks nothing; one number fixes the defocus
+    plain = tmp_path / "plain.zarr"
+    rc, _, err = run(["synth", str(plain), "--contrast", "0.06", *SMALL_SYNTH], capsys)
+    assert rc == 0, err
+    rc, stdout, _ = run(["info", str(plain)], capsys)
+    assert "knobs:          defocus -12..12 nm, astigmatism 0..2 nm, coverage 0.18," in stdout
+    assert "fringe-free 0.15, dose 423 e/A^2 (all the preset's)" in stdout
+    fixed = tmp_path / "fixed.zarr"
+    rc, _, err = run(
+        ["synth", str(fixed), "--contrast", "0.06", *SMALL_SYNTH, "--defocus-nm=-12"], capsys
+    )
+    assert rc == 0, err
+    assert read_attrs(fixed)["generator"]["defocus_nm"] == [-12.0, -12.0]
+
+
+def test_synth_series_and_preview_take_the_knobs(tmp_path, capsys):
+    args = ["synth-series", str(tmp_path / "series"), "--contrasts", "0.05,0.2", *SMALL_SYNTH]
+    rc, stdout, err = run([*args, *KNOB_ARGS], capsys)
+    assert rc == 0, err
+    stores = [line.split(",")[0] for line in stdout.strip().splitlines()[1:]]
+    assert len(stores) == 2
+    for store in stores:
+        gen = read_attrs(store)["generator"]
+        assert gen["coverage"] == 0.1 and gen["defocus_nm"] == [-3.0, 3.0]
+        assert gen["pixel_size_nm"] == 0.04
+    rc, _, err = run([*args, *KNOB_ARGS], capsys)
+    assert rc == 0 and err.count("reused") == 2
+    rc, _, err = run([*args, "--coverage", "0.2"], capsys)  # other knobs: never replaced silently
+    assert rc == 2 and "other parameters" in err
+
+    png = tmp_path / "knobs.png"
+    rc, _, err = run(["preview", str(png), "--image-size", "128", *KNOB_ARGS], capsys)
+    assert rc == 0, err
+    assert skimage.io.imread(png).shape == (128, 3 * 128 + 16, 3)
+    rc, _, err = run(
+        ["preview", str(tmp_path / "p.png"), "--store", stores[0], "--coverage", "0.1"], capsys
+    )
+    assert rc == 2 and "--coverage" in err and not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize(
+    "knob, message",
+    [
+        (["--coverage", "0.7"], "--coverage: coverage must lie in (0, 0.6), got 0.7"),
+        (["--coverage", "0"], "--coverage: coverage must lie in (0, 0.6), got 0.0"),
+        (["--pixel-size-nm", "0"], "--pixel-size-nm: pixel_size_nm must be > 0"),
+        (["--fringe-free-fraction", "2"], "--fringe-free-fraction: fringe_free_fraction"),
+        (["--dose", "-1"], "--dose: dose must be > 0"),
+        (["--defocus-nm=3,-3"], "argument --defocus-nm: MIN must be <= MAX, got '3,-3'"),
+        (["--defocus-nm", "far"], "argument --defocus-nm: expected MIN,MAX in nm"),
+        (["--astigmatism-nm", "0,1,2"], "argument --astigmatism-nm: expected MIN,MAX (two"),
+    ],
+)
+@pytest.mark.parametrize("command", ["synth", "synth-series", "preview"])
+def test_bad_knob_values_name_the_flag(tmp_path, capsys, command, knob, message):
+    out = tmp_path / ("x.png" if command == "preview" else "x.zarr")
+    args = [command, str(out)]
+    if command == "synth":
+        args += ["--contrast", "0.06", *SMALL_SYNTH]
+    elif command == "synth-series":
+        args += ["--contrasts", "0.06", *SMALL_SYNTH]
+    rc, _, err = run_exit([*args, *knob], capsys)
+    assert rc == 2 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_texts_quote_the_presets_defaults():
+    from temseg.data import cli
+
+    assert cli.PRESET_KNOBS == {
+        name: {"pixel_size_nm": p.pixel_size_nm, "coverage": p.coverage, "defocus_nm": p.defocus_nm}
+        for name, p in PRESETS.items()
+    }
+    assert cli.DEFAULT_ASTIGMATISM_NM == GeneratorParams.astigmatism_nm
+    assert set(cli.KNOB_FLAGS) <= {f.name for f in dataclasses.fields(GeneratorParams)}

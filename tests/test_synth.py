@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from temseg.data.patches import cut_patches, particle_filter
-from temseg.data.preprocess import preprocess
+from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess
 from temseg.data.store import load_sources, load_split, open_store, read_attrs
 from temseg.data.synth import (
     D111_NM,
     D200_NM,
     D220_NM,
+    GENERATOR_VERSION,
     PRESETS,
     ZONES,
     generator_params,
@@ -29,6 +30,7 @@ CLEAN_FRINGES = dict(
     partial_fringe_fraction=0.0,
     twin_probabilities=(1.0, 0.0, 0.0),
 )
+UNDERFOCUS_NM = (-14.0, -6.0)  # strong {111}/{200} transfer (the HR range of generator v1)
 
 
 def strongest_peak_nm_inv(image, cy, cx, half, pixel_size_nm, pad=1024):
@@ -46,20 +48,28 @@ def strongest_peak_nm_inv(image, cy, cx, half, pixel_size_nm, pad=1024):
 @pytest.mark.parametrize("preset, size", [("hr-5nm", 384), ("hr-2.2nm", 256)])
 def test_fringed_particle_fft_peak_at_d111_or_d200(preset, size):
     # Done-when: the strongest FFT peak of a fringed HR particle lies within 3 % of 1/d111
-    # (4.246 nm^-1) or 1/d200 (4.904 nm^-1). Raw counts, with carbon (peak at 0.22 nm,
-    # 4.55 nm^-1, in between), lens, noise. [111]-zone particles show only {220} (6.93 nm^-1)
-    # and are checked separately; twins are off here because at these window sizes mirrored
-    # spots merge into one blob.
-    params = generator_params(preset, contrast=0.06, image_size=size, **CLEAN_FRINGES)
+    # (4.246 nm^-1) or 1/d200 (4.904 nm^-1). Counts with carbon (peak at 0.22 nm, 4.55 nm^-1,
+    # in between), lens and Poisson noise, through the store preprocessing (x-ray spikes
+    # removed: a spike inside a window has a flat spectrum as strong as the fringes).
+    # [111]-zone particles show only {220} (6.93 nm^-1) and are checked separately; twins are
+    # off here because at these window sizes mirrored spots merge into one blob. The lens is
+    # held in underfocus (UNDERFOCUS_NM, |sin chi| >= 0.6 at {111} and {200}): the presets
+    # draw defocus through Gaussian focus, where the lattice's phase grating barely transfers
+    # and no fringe peak is expected (test_gaussian_focus_hides_the_fringes).
+    params = generator_params(
+        preset, contrast=0.06, image_size=size, defocus_nm=UNDERFOCUS_NM, **CLEAN_FRINGES
+    )
+    threshold = XRAY_THRESHOLDS["hr"]
     checked = 0
     for seed in range(4):
         r = render_image(params, np.random.default_rng([seed, 0]))
+        std, _ = preprocess(r.counts, xray_threshold=threshold)
         for part in r.particles:
             half = int(0.45 * part.diameter_nm / params.pixel_size_nm / 2)
             cy, cx = part.center_yx
             if min(cy, cx) - half < 0 or max(cy, cx) + half > size:
                 continue
-            k = strongest_peak_nm_inv(r.counts, cy, cx, half, params.pixel_size_nm)
+            k = strongest_peak_nm_inv(std, cy, cx, half, params.pixel_size_nm)
             if part.zone == "[111]":
                 assert k == pytest.approx(1 / D220_NM, rel=0.03), part
                 continue
@@ -197,6 +207,24 @@ def test_store_attrs_and_split_for_small_image_counts(tmp_path):
     assert len(attrs["sources"]) == 5
 
 
+def test_split_fractions_put_whole_images_on_large_val_and_test_splits(tmp_path):
+    # the demo's split: 18 images -> 6 / 4 / 8 (test and validation average over many
+    # defocus draws); here 9 small images -> 3 / 2 / 4, each image on one side only
+    kw = dict(preset="hr-2.2nm", contrast=0.06, images=9, seed=0, image_size=128)
+    kw.update(patch_size=64, pixel_size_nm=0.04, min_particle_px=0)
+    out = make_synthetic_store(tmp_path / "s.zarr", split_fractions=(0.34, 0.22, 0.44), **kw)
+    split = read_attrs(out)["preprocessing"]["split"]
+    assert split["fractions"] == [0.34, 0.22, 0.44]
+    assert [len(split["groups"][s]) for s in ("train", "val", "test")] == [3, 2, 4]
+    assert read_attrs(out)["n_patches"] == {"train": 12, "val": 8, "test": 16}
+    # a series reuses a store only when its split matches too
+    series = tmp_path / "series"
+    args = dict(contrasts=[0.06], **{k: v for k, v in kw.items() if k != "contrast"})
+    make_contrast_series(series, split_fractions=(0.34, 0.22, 0.44), **args)
+    with pytest.raises(FileExistsError, match="other parameters"):
+        make_contrast_series(series, **args)  # the paper's 70/10/20 now: not the same store
+
+
 def test_synthetic_store_uses_the_ingest_preprocessing(tmp_path):
     params = dict(preset="hr-2.2nm", contrast=0.1, image_size=256)
     out = make_synthetic_store(tmp_path / "s.zarr", images=3, seed=4, patch_size=128, **params)
@@ -238,6 +266,9 @@ def test_lower_contrast_is_darker_at_particle_centres():
         (dict(dose=0.0), "dose must be > 0"),
         (dict(fringe_free_fraction=2.0), "fringe_free_fraction"),
         (dict(fringe_phse_rad=0.1), "unknown generator parameter"),
+        (dict(coverage=0.7), "coverage must lie in"),
+        (dict(defocus_nm=(3.0, -3.0)), "defocus_nm must be a range"),
+        (dict(pixel_size_nm=0.0), "pixel_size_nm must be > 0"),
     ],
 )
 def test_bad_generator_arguments(tmp_path, kw, match):
@@ -256,3 +287,134 @@ def test_series_validates_before_creating_anything(tmp_path):
             tmp_path / "new", contrasts=[0.1, 0.1001], preset="hr-2.2nm", images=1, seed=0
         )
     assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------ difficulty knobs (generator v2)
+
+KNOBS = dict(coverage=0.1, defocus_nm=(-3, 3), astigmatism_nm=(0.5, 1.0), pixel_size_nm=0.04)
+SMALL = dict(preset="hr-2.2nm", images=2, seed=0, image_size=128, patch_size=64, min_particle_px=20)
+
+
+def test_any_preset_value_can_be_overridden():
+    # before v2, coverage= or defocus_nm= raised "got multiple values for keyword argument"
+    params = generator_params("hr-2.2nm", contrast=0.06, coverage=0.1, defocus_nm=(-3, 3))
+    assert params.coverage == 0.1 and params.defocus_nm == (-3.0, 3.0)
+    assert params.pixel_size_nm == PRESETS["hr-2.2nm"].pixel_size_nm  # the rest: the preset's
+    params = generator_params("hr-5nm", contrast=0.06, pixel_size_nm=0.04, diameter_nm=3.0)
+    assert (params.pixel_size_nm, params.diameter_nm) == (0.04, 3.0)
+    default = generator_params("hr-2.2nm", contrast=0.06)
+    assert default.defocus_nm == PRESETS["hr-2.2nm"].defocus_nm == (-12.0, 12.0)
+    assert default.coverage == PRESETS["hr-2.2nm"].coverage
+    assert default.astigmatism_nm == (0.0, 2.0)
+    assert default.version == GENERATOR_VERSION == 2
+
+
+def test_knobs_are_recorded_in_store_and_series_provenance(tmp_path):
+    out = make_synthetic_store(tmp_path / "s.zarr", contrast=0.06, **SMALL, **KNOBS)
+    attrs = read_attrs(out)
+    gen = attrs["generator"]
+    assert gen["coverage"] == 0.1 and gen["defocus_nm"] == [-3.0, 3.0]
+    assert gen["astigmatism_nm"] == [0.5, 1.0] and gen["pixel_size_nm"] == 0.04
+    assert attrs["pixel_size_nm"] == 0.04 and gen["version"] == 2
+    assert "mean_inner_phase_rad_per_nm" in gen and "mean_inner_phase_rad" not in gen
+    series = dict(SMALL)
+    paths = make_contrast_series(tmp_path / "series", contrasts=[0.05, 0.2], **series, **KNOBS)
+    for path, c in zip(paths, (0.05, 0.2), strict=True):
+        gen = read_attrs(path)["generator"]
+        assert gen["contrast"] == c and gen["coverage"] == 0.1
+        assert gen["defocus_nm"] == [-3.0, 3.0] and gen["pixel_size_nm"] == 0.04
+    # the knobs are part of what makes a store reusable: other knobs, other store
+    assert make_contrast_series(tmp_path / "series", contrasts=[0.05], **series, **KNOBS) == [
+        paths[0]
+    ]
+    other = dict(KNOBS, defocus_nm=(-12, -12))
+    with pytest.raises(FileExistsError, match="other parameters"):
+        make_contrast_series(tmp_path / "series", contrasts=[0.05], **series, **other)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(defocus_nm=(3, -3)), r"defocus_nm must be a range \(min, max\) with min <= max"),
+        (dict(astigmatism_nm=(2.0, 1.0)), "astigmatism_nm must be a range"),
+        (dict(cs_mm=(0.02, 0.0)), "cs_mm must be a range"),
+        (dict(coverage=0.0), r"coverage must lie in \(0, 0.6\), got 0.0"),
+        (dict(coverage=0.7), r"coverage must lie in \(0, 0.6\), got 0.7"),
+        (dict(pixel_size_nm=0.0), "pixel_size_nm must be > 0"),
+        (dict(diameter_nm=-2.0), "diameter_nm must be > 0"),
+        (dict(defocus=(-3, 3)), r"unknown generator parameter\(s\) \['defocus'\]"),
+    ],
+)
+def test_bad_knob_values_name_the_field(kw, match):
+    with pytest.raises(ValueError, match=match):
+        generator_params("hr-2.2nm", contrast=0.06, **kw)
+
+
+def test_knobs_are_deterministic_per_seed_and_leave_the_particles_alone():
+    knobs = dict(defocus_nm=(-8.0, -2.0), astigmatism_nm=(1.0, 3.0), coverage=0.3)
+    params = generator_params("hr-2.2nm", contrast=0.06, image_size=128, **knobs)
+    a, b = (render_image(params, np.random.default_rng([3, 1])) for _ in range(2))
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.lens == b.lens
+    assert -8.0 <= a.lens["defocus_nm"] <= -2.0 and 1.0 <= a.lens["astigmatism_nm"] <= 3.0
+    assert a.mask.any()
+    # another lens: other counts, the same particles (every draw comes in a fixed order)
+    for other in (dict(knobs, defocus_nm=(2.0, 8.0)), dict(knobs, astigmatism_nm=(4.0, 5.0))):
+        p = generator_params("hr-2.2nm", contrast=0.06, image_size=128, **other)
+        c = render_image(p, np.random.default_rng([3, 1]))
+        assert not np.array_equal(c.counts, a.counts)
+        np.testing.assert_array_equal(c.mask, a.mask)
+    # contrast independence holds with the knobs set: same masks and lens, other counts
+    p = generator_params("hr-2.2nm", contrast=0.2, image_size=128, **knobs)
+    d = render_image(p, np.random.default_rng([3, 1]))
+    np.testing.assert_array_equal(d.mask, a.mask)
+    assert d.lens == a.lens and [q.center_yx for q in d.particles] == [
+        q.center_yx for q in a.particles
+    ]
+    assert not np.array_equal(d.expected, a.expected)
+
+
+def fringe_band_power(image, particles, pixel_size_nm, lo=4.0, hi=5.2, pad=64):
+    """Summed {111}/{200} band power (lo..hi nm^-1) of Hann windows inside whole particles."""
+    size = image.shape[0]
+    f = np.fft.fftfreq(pad, d=pixel_size_nm)
+    k = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    band = (k > lo) & (k < hi)
+    total, n = 0.0, 0
+    for part in particles:
+        half = int(0.45 * part.diameter_nm / pixel_size_nm / 2)
+        cy, cx = part.center_yx
+        if min(cy, cx) - half < 0 or max(cy, cx) + half > size:
+            continue
+        y0, x0 = int(round(cy)) - half, int(round(cx)) - half
+        win = image[y0 : y0 + 2 * half, x0 : x0 + 2 * half].astype(np.float64)
+        win = (win - win.mean()) * np.outer(np.hanning(2 * half), np.hanning(2 * half))
+        total += (np.abs(np.fft.fft2(win, s=(pad, pad))) ** 2)[band].sum() / win.size
+        n += 1
+    return total, n
+
+
+def test_gaussian_focus_hides_the_fringes():
+    # The lattice is a phase grating, which the lens turns into intensity as sin chi:
+    # at df = -12 nm sin chi(1/d111) ~ -0.97, at Gaussian focus chi ~ 0 up to the Cs (<= 0.02
+    # mm) and astigmatism (<= 2 nm) the preset draws. Same particles, carbon and lens draws
+    # at both; noise-free expected counts; every particle fringed at full strength.
+    clean = dict(fringe_free_fraction=0.0, faint_fraction=0.0, partial_fringe_fraction=0.0)
+
+    def power(**lens):
+        total, n = 0.0, 0
+        for seed in range(4):
+            params = generator_params("hr-2.2nm", contrast=0.06, image_size=256, **clean, **lens)
+            r = render_image(params, np.random.default_rng([seed, 0]))
+            t, m = fringe_band_power(r.expected / r.expected.mean(), r.particles, 0.02)
+            total, n = total + t, n + m
+        assert n >= 3
+        return total
+
+    under, focus = power(defocus_nm=(-12, -12)), power(defocus_nm=(0, 0))
+    assert under > 10 * focus, under / focus  # measured 44x (40-120x over other seeds)
+    # exactly in focus (no Cs, no astigmatism) the phase leaves (almost) nothing in the band
+    exact = dict(cs_mm=(0, 0), astigmatism_nm=(0, 0))
+    under, focus = power(defocus_nm=(-12, -12), **exact), power(defocus_nm=(0, 0), **exact)
+    assert under > 1000 * focus, under / focus  # measured ~2e4x (6e3-1.5e5x over other seeds)

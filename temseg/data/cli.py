@@ -13,6 +13,27 @@ import sys
 
 PRESET_NAMES = ("hr-2.2nm", "hr-5nm", "hr-10nm", "lr-20nm")  # = temseg.data.synth.PRESETS
 
+# The presets' values of the difficulty knobs, for the help texts (numpy stays unimported
+# here; the tests check this against temseg.data.synth.PRESETS and GeneratorParams).
+PRESET_KNOBS = {
+    "hr-2.2nm": {"pixel_size_nm": 0.02, "coverage": 0.18, "defocus_nm": (-12.0, 12.0)},
+    "hr-5nm": {"pixel_size_nm": 0.02152, "coverage": 0.22, "defocus_nm": (-12.0, 12.0)},
+    "hr-10nm": {"pixel_size_nm": 0.02, "coverage": 0.25, "defocus_nm": (-12.0, 12.0)},
+    "lr-20nm": {"pixel_size_nm": 0.1243, "coverage": 0.22, "defocus_nm": (-150.0, -30.0)},
+}
+DEFAULT_ASTIGMATISM_NM = (0.0, 2.0)  # = GeneratorParams.astigmatism_nm, every preset
+
+# generator field -> its flag (synth, synth-series, preview); None on the command line means
+# "the preset's value", and a set one reaches GeneratorParams (and the store's provenance)
+KNOB_FLAGS = {
+    "defocus_nm": "--defocus-nm",
+    "astigmatism_nm": "--astigmatism-nm",
+    "coverage": "--coverage",
+    "pixel_size_nm": "--pixel-size-nm",
+    "fringe_free_fraction": "--fringe-free-fraction",
+    "dose": "--dose",
+}
+
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -28,6 +49,42 @@ def _float_list(text: str) -> list[float]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
     return values
+
+
+def _range(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` (or one number N, meaning N,N) as a (min, max) pair of floats."""
+    parts = [v.strip() for v in text.split(",")]
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in nm, got {text!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX (two numbers), got {text!r}")
+    if not values[0] <= values[1]:
+        raise argparse.ArgumentTypeError(f"MIN must be <= MAX, got {text!r}")
+    return values[0], values[1]
+
+
+def _knobs(args: argparse.Namespace) -> dict:
+    """The difficulty knobs given on the command line, validated against the preset.
+
+    A bad value raises ValueError naming its flag (e.g. ``--coverage: coverage must lie in
+    (0, 0.6), got 0.7``), before anything is generated or written.
+    """
+    from temseg.data.synth import generator_params
+
+    knobs = {f: getattr(args, f) for f in KNOB_FLAGS if getattr(args, f, None) is not None}
+    try:
+        generator_params(args.preset, contrast=0.0, **knobs)
+    except ValueError as exc:
+        msg = str(exc)
+        for f in knobs:
+            if msg.startswith(f):
+                raise ValueError(f"{KNOB_FLAGS[f]}: {msg}") from None
+        raise
+    return knobs
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -73,11 +130,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_size=args.image_size,
         patch_size=args.patch_size,
-        fringe_free_fraction=args.fringe_free_fraction,
-        dose=args.dose,
         min_particle_px=args.min_particle_px,
         overwrite=args.overwrite,
         progress=_progress,
+        **_knobs(args),
     )
     _print_summary(out)
     return 0
@@ -94,11 +150,10 @@ def _cmd_synth_series(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_size=args.image_size,
         patch_size=args.patch_size,
-        fringe_free_fraction=args.fringe_free_fraction,
-        dose=args.dose,
         min_particle_px=args.min_particle_px,
         overwrite=args.overwrite,
         progress=_progress,
+        **_knobs(args),
     )
     from temseg.data.store import read_attrs
 
@@ -165,14 +220,69 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"images={g['images']} size={g['image_size']} dose={g['dose']:g} e/A^2 "
             f"fringe-free={g['fringe_free_fraction']:g} (v{g['version']})"
         )
+        print(f"knobs:          {_knob_summary(g)}")
     print(f"content hash:   {a['content_hash']}")
     return 0
+
+
+def _knob_summary(g: dict) -> str:
+    """The difficulty knobs of a store's ``generator`` attribute, ``*`` on those set away from
+    the preset (marked only for stores of the current generator version, whose preset
+    defaults are known here)."""
+    from temseg.data.synth import GENERATOR_VERSION, PRESETS, GeneratorParams
+
+    p = PRESETS.get(g.get("preset"))
+    current = p is not None and g.get("version") == GENERATOR_VERSION
+    default = {
+        "defocus_nm": p and p.defocus_nm,
+        "astigmatism_nm": GeneratorParams.astigmatism_nm,
+        "coverage": p and p.coverage,
+        "pixel_size_nm": p and p.pixel_size_nm,
+        "fringe_free_fraction": p and p.fringe_free_fraction,
+        "dose": p and p.dose,
+    }
+
+    def show(field: str, text: str) -> str:
+        value = g.get(field)
+        if value is None:
+            return f"{text.split(' ')[0]} n/a"
+        ref = default[field]
+        if isinstance(value, list):
+            changed = ref is None or [float(v) for v in value] != [float(v) for v in ref]
+        else:
+            changed = ref is None or float(value) != float(ref)
+        return text + ("*" if current and changed else "")
+
+    def span(field: str) -> str:
+        lo, hi = g.get(field) or (None, None)
+        return f"{lo:g}..{hi:g} nm" if lo is not None else ""
+
+    parts = [
+        show("defocus_nm", f"defocus {span('defocus_nm')}"),
+        show("astigmatism_nm", f"astigmatism {span('astigmatism_nm')}"),
+        show("coverage", f"coverage {g.get('coverage', 0):g}"),
+        show("pixel_size_nm", f"pixel {g.get('pixel_size_nm', 0):g} nm/px"),
+        show("fringe_free_fraction", f"fringe-free {g.get('fringe_free_fraction', 0):g}"),
+        show("dose", f"dose {g.get('dose', 0):g} e/A^2"),
+    ]
+    if not current:
+        note = f" (generator v{g.get('version')})"
+    elif any(part.endswith("*") for part in parts):
+        note = " (* = set, not the preset's)"
+    else:
+        note = " (all the preset's)"
+    return ", ".join(parts) + note
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from temseg.data import preview
 
     if args.store:
+        given = [KNOB_FLAGS[f] for f in KNOB_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} set(s) the synthetic image; a --store patch is shown as stored"
+            )
         out = preview.store_preview(args.out, args.store, args.split, args.index)
     else:
         out = preview.synthetic_preview(
@@ -181,6 +291,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             contrast=args.contrast,
             seed=args.seed,
             image_size=args.image_size,
+            **_knobs(args),
         )
     print(out)
     return 0
@@ -206,13 +317,77 @@ def _add_generator_args(p: argparse.ArgumentParser) -> None:
         type=int,
         help="image side in px (default: the paper's, 4096 HR / 2048 LR; 512 is quick)",
     )
-    p.add_argument(
+    _add_knob_args(p)
+    _add_patch_args(p)
+
+
+def _per_preset(field: str, fmt=lambda v: f"{v:g}") -> str:
+    return ", ".join(f"{fmt(k[field])} {name}" for name, k in PRESET_KNOBS.items())
+
+
+def _add_knob_args(p: argparse.ArgumentParser) -> None:
+    """The generator's difficulty knobs; each left out keeps the preset's value, each given is
+    recorded in the store's ``generator`` attribute (``temseg info`` shows them)."""
+    g = p.add_argument_group(
+        "difficulty knobs",
+        "Override the preset's imaging and sample conditions (recorded in the store). Write a "
+        "negative range with '=', e.g. --defocus-nm=-12,-6.",
+    )
+    g.add_argument(
+        "--defocus-nm",
+        type=_range,
+        metavar="MIN,MAX",
+        help=(
+            "defocus range in nm, drawn uniformly per image (negative = underfocus; one number "
+            "fixes it). Lattice fringes are a phase grating and transfer as sin chi: near 0 nm "
+            "(Gaussian focus) they all but vanish and particles show by amplitude contrast "
+            "alone; around -12 nm HR {111}/{200} fringes transfer fully. Default: "
+            + _per_preset("defocus_nm", lambda v: f"{v[0]:g},{v[1]:g}")
+        ),
+    )
+    g.add_argument(
+        "--astigmatism-nm",
+        type=_range,
+        metavar="MIN,MAX",
+        help=(
+            "twofold astigmatism magnitude A range in nm, drawn per image with a random "
+            "azimuth: the defocus is df + A along one direction and df - A across it, so "
+            "fringes of some orientations transfer worse than others (elliptical Thon rings "
+            "in the carbon). Default: {:g},{:g} for every preset".format(*DEFAULT_ASTIGMATISM_NM)
+        ),
+    )
+    g.add_argument(
+        "--coverage",
+        type=float,
+        metavar="F",
+        help=(
+            "particle area fraction, 0 < F < 0.6 (each image draws 0.7-1.3 x F): more and "
+            "closer particles, fewer patches of bare carbon. Default: " + _per_preset("coverage")
+        ),
+    )
+    g.add_argument(
+        "--pixel-size-nm",
+        type=float,
+        metavar="F",
+        help=(
+            "sampling in nm/px instead of the preset's: the same particles in nm, lens and "
+            "dose per area at another sampling, e.g. 0.04 for a coarser, cheaper study (each "
+            "particle covers 4x fewer pixels, so lower --min-particle-px with it; fringes "
+            "above 0.9 Nyquist are dropped). Default: " + _per_preset("pixel_size_nm")
+        ),
+    )
+    g.add_argument(
         "--fringe-free-fraction",
         type=float,
-        help="share of particles without lattice fringes (default 0.15 HR)",
+        metavar="F",
+        help="share of particles without lattice fringes, 0-1 (default 0.15 HR, 1.0 LR)",
     )
-    p.add_argument("--dose", type=float, help="electron dose in e/A^2 (default 423 HR, 16 LR)")
-    _add_patch_args(p)
+    g.add_argument(
+        "--dose",
+        type=float,
+        metavar="E",
+        help="electron dose in e/A^2, which sets the Poisson noise (default 423 HR, 16 LR)",
+    )
 
 
 def register(sub) -> None:
@@ -306,7 +481,8 @@ def register(sub) -> None:
         description=(
             "Write OUT.png: the image, its mask, and the image with the mask outline in red. "
             "By default renders a 512 x 512 synthetic HR image (hr-2.2nm, C = 0.06) through "
-            "the store preprocessing; with --store shows a stored patch."
+            "the store preprocessing, with the same difficulty knobs as synth; with --store "
+            "shows a stored patch."
         ),
     )
     p.add_argument("out", help="PNG to write")
@@ -314,6 +490,7 @@ def register(sub) -> None:
     p.add_argument("--contrast", type=float, default=0.06, help="C (default 0.06)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--image-size", type=int, default=512, help="image side in px (default 512)")
+    _add_knob_args(p)
     p.add_argument("--store", help="show a patch of this store instead")
     p.add_argument("--split", default="train", help="with --store: split (default train)")
     p.add_argument("--index", type=int, default=0, help="with --store: patch index (default 0)")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from temseg.data.contrast import CONTRAST_DEFINITION, measure_contrast
-from temseg.data.patches import cut_patches, particle_filter, split_patches
+from temseg.data.patches import SPLIT_FRACTIONS, cut_patches, particle_filter, split_patches
 from temseg.data.store import SPLITS, write_store
 
 
@@ -45,6 +45,7 @@ def assemble_store(
     extra_attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    split_fractions: tuple[float, float, float] = SPLIT_FRACTIONS,
 ) -> Path:
     """Cut, filter, split, measure and write; returns the store path.
 
@@ -85,7 +86,7 @@ def assemble_store(
     masks = np.concatenate(msks)
     source = np.concatenate(srcs)
     groups = np.concatenate(grps)
-    assignment, split_record = split_patches(groups, seed=seed)
+    assignment, split_record = split_patches(groups, seed=seed, fractions=split_fractions)
     contrast = measure_contrast(images, masks)
     record = dict(preprocessing)
     record.update(

@@ -58,7 +58,12 @@ def synthetic_preview(
     image_size: int = 512,
     **overrides,
 ) -> Path:
-    """Render one synthetic image, preprocess it like a store does, and write the PNG."""
+    """Render one synthetic image, preprocess it like a store does, and write the PNG.
+
+    ``overrides`` are any :func:`temseg.data.synth.generator_params` keywords (the knobs of
+    ``temseg preview``: ``defocus_nm``, ``astigmatism_nm``, ``coverage``, ``pixel_size_nm``,
+    ``fringe_free_fraction``, ``dose``; or any other GeneratorParams field).
+    """
     from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess
     from temseg.data.synth import generator_params, get_preset, render_image
 

@@ -13,18 +13,22 @@ network needs grows as contrast falls. One image, on a grid padded so the lens n
    A = (1 - C_p * t) * carbon mottle, with C_p = C times a per-particle jitter, so the
    intensity at a particle centre is 1 - C_p (amplitude contrast scaled with thickness);
    phi = carbon phase texture (random, power peaked at 0.22 nm, near Au {111}, which is what
-   makes texture alone ambiguous) + particle mean inner potential (phase ~ t) + lattice
+   makes texture alone ambiguous) + particle mean inner potential (phase proportional to
+   the projected thickness in nm: ``mean_inner_phase_rad_per_nm * diameter * t``) + lattice
    fringes of fcc Au (a = 0.4078 nm) as a phase grating ``s * t * sum_j w_j cos(2 pi g_j.r)``
    over the reflection sets of a zone axis: [110] (111, 11-1, 002), [100] (020, 002), [111]
    (three 220), a single {111} or {200} set, or none. Reflections above 0.9 of the Nyquist
    frequency are dropped (at 0.1243 nm/px no Au fringe is drawn: it would alias into a
    false moire). Some particles are faint, fringe-free or half-fringed, and 0-2 twin
    boundaries mirror the lattice across a {111}-type plane.
-3. lens: ``H(k) = exp(-i chi(k)) E_t(k) E_s(k)`` with ``chi = pi lambda df k^2 +
-   pi/2 Cs lambda^3 k^4`` (300 kV, lambda = 1.969 pm), temporal and spatial coherence
+3. lens: ``H(k) = exp(-i chi(k)) E_t(k) E_s(k)`` with ``chi = pi lambda (df + A cos
+   2(phi - phi_A)) k^2 + pi/2 Cs lambda^3 k^4`` (300 kV, lambda = 1.969 pm; twofold
+   astigmatism A drawn per image, 0-2 nm, random azimuth), temporal and spatial coherence
    envelopes, and an aperture at 0.9 Nyquist; applied by FFT on the padded grid, then
-   cropped. Defocus is a few nm of underfocus for HR (strong transfer at 4-5 nm^-1) and
-   tens of nm for LR.
+   cropped. HR defocus is drawn per image across Gaussian focus, -12..+12 nm, as in a real
+   focal series: at -12 nm sin chi at {111} is ~ -0.97 (strong fringes), near 0 nm the
+   phase grating barely transfers and particles show by amplitude contrast only, so texture
+   alone cannot find every particle. LR defocus is tens of nm of underfocus.
 4. detector: slight Gaussian blur, uneven illumination (gradient and a broad bump),
    Poisson electron counts at the dose (e/A^2 times pixel area), a gain in counts per
    electron, and a few x-ray spikes 20-200x the median.
@@ -50,7 +54,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # fcc Au (SPEC.md section 4)
 AU_LATTICE_NM = 0.4078
@@ -94,13 +98,18 @@ class Preset:
     image_size: int  # the paper's raw image side
     coverage: float  # particle area fraction
     fringe_free_fraction: float
-    defocus_nm: tuple[float, float]  # underfocus range (negative = under)
+    defocus_nm: tuple[float, float]  # range drawn per image (negative = underfocus)
 
+
+# HR defocus is drawn per image across Gaussian focus, as in a real focal series: near
+# df = 0 the phase grating of the lattice transfers weakly (sin chi at {111} ~ 0), so
+# fringes alone cannot find every particle. At -12 nm sin chi({111}) ~ -0.97.
+HR_DEFOCUS_NM = (-12.0, 12.0)
 
 PRESETS: dict[str, Preset] = {
-    "hr-2.2nm": Preset("hr-2.2nm", 2.2, 0.02, "hr", 423.0, 4096, 0.18, 0.15, (-14.0, -6.0)),
-    "hr-5nm": Preset("hr-5nm", 5.0, 0.02152, "hr", 423.0, 4096, 0.22, 0.15, (-14.0, -6.0)),
-    "hr-10nm": Preset("hr-10nm", 10.0, 0.02, "hr", 423.0, 4096, 0.25, 0.15, (-14.0, -6.0)),
+    "hr-2.2nm": Preset("hr-2.2nm", 2.2, 0.02, "hr", 423.0, 4096, 0.18, 0.15, HR_DEFOCUS_NM),
+    "hr-5nm": Preset("hr-5nm", 5.0, 0.02152, "hr", 423.0, 4096, 0.22, 0.15, HR_DEFOCUS_NM),
+    "hr-10nm": Preset("hr-10nm", 10.0, 0.02, "hr", 423.0, 4096, 0.25, 0.15, HR_DEFOCUS_NM),
     "lr-20nm": Preset("lr-20nm", 20.0, 0.1243, "lr", 16.0, 2048, 0.22, 1.0, (-150.0, -30.0)),
 }
 
@@ -131,13 +140,16 @@ class GeneratorParams:
     partial_fringe_fraction: float = 0.25  # particles whose fringes fade across them
     twin_probabilities: tuple[float, float, float] = (0.6, 0.3, 0.1)  # 0, 1, 2 boundaries
     fringe_phase_rad: float = 0.2  # phase-grating amplitude at full thickness
-    mean_inner_phase_rad: float = 0.15  # particle phase at full thickness
+    # particle phase from the mean inner potential per nm of projected thickness (a full-
+    # thickness 2.2 nm particle: 0.15 rad); scales with size, as the potential integrates
+    mean_inner_phase_rad_per_nm: float = 0.068
     thickness_exponent: float = 3.0  # t = sqrt(1 - rho**e); 2 is a sphere, larger is flatter
     carbon_phase_rad: float = 0.05  # std of the carbon phase texture
     carbon_peak_nm: float = CARBON_PEAK_NM
     mottle: float = 0.015  # std of the carbon thickness (amplitude) mottle
     mottle_nm: float = 1.5  # its correlation length
     cs_mm: tuple[float, float] = (0.0, 0.02)  # aberration-corrected
+    astigmatism_nm: tuple[float, float] = (0.0, 2.0)  # twofold, magnitude drawn per image
     focal_spread_nm: float = 3.0
     convergence_mrad: float = 0.05
     voltage_kv: float = 300.0
@@ -180,18 +192,30 @@ def generator_params(
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown generator parameter(s) {unknown}; valid: {sorted(known)}")
-    return GeneratorParams(
-        preset=p.name,
-        pixel_size_nm=p.pixel_size_nm,
-        diameter_nm=p.diameter_nm,
-        contrast=float(contrast),
-        image_size=size,
-        dose=d,
-        fringe_free_fraction=ff,
-        coverage=p.coverage,
-        defocus_nm=p.defocus_nm,
-        **overrides,
-    )
+    fields: dict[str, Any] = {
+        "preset": p.name,
+        "pixel_size_nm": p.pixel_size_nm,
+        "diameter_nm": p.diameter_nm,
+        "coverage": p.coverage,
+        "defocus_nm": p.defocus_nm,
+    }
+    fields.update(overrides)  # a preset's value is a default, never a second keyword
+    fields.update(contrast=float(contrast), image_size=size, dose=d, fringe_free_fraction=ff)
+    for name in ("defocus_nm", "cs_mm", "astigmatism_nm"):
+        if name not in fields:
+            continue
+        value = fields[name]
+        pair = [value, value] if isinstance(value, (int, float)) else list(value)
+        if len(pair) != 2 or not float(pair[0]) <= float(pair[1]):
+            raise ValueError(f"{name} must be a range (min, max) with min <= max, got {value}")
+        fields[name] = (float(pair[0]), float(pair[1]))
+    if not float(fields["pixel_size_nm"]) > 0:
+        raise ValueError(f"pixel_size_nm must be > 0, got {fields['pixel_size_nm']}")
+    if not 0.0 < float(fields["coverage"]) < 0.6:
+        raise ValueError(f"coverage must lie in (0, 0.6), got {fields['coverage']}")
+    if not float(fields["diameter_nm"]) > 0:
+        raise ValueError(f"diameter_nm must be > 0, got {fields['diameter_nm']}")
+    return GeneratorParams(**fields)
 
 
 # ----------------------------------------------------------------------------- physics
@@ -244,13 +268,16 @@ def transfer_function(
     focal_spread_nm: float,
     convergence_mrad: float,
     voltage_kv: float,
+    astigmatism_nm: float = 0.0,
+    astigmatism_angle_rad: float = 0.0,
 ) -> np.ndarray:
     """Lens transfer ``exp(-i chi) E_t E_s`` on an n x n FFT grid (complex64), aperture at
     0.9 Nyquist.
 
     Notes
     -----
-    chi(k) = pi lambda df k^2 + (pi/2) Cs lambda^3 k^4;
+    chi(k) = pi lambda (df + A cos 2(phi - phi_A)) k^2 + (pi/2) Cs lambda^3 k^4 (twofold
+    astigmatism A at azimuth phi_A);
     E_t = exp(-(pi lambda Delta)^2 k^4 / 2) (focal spread Delta);
     E_s = exp(-(pi alpha / lambda)^2 (df lambda k + Cs lambda^3 k^3)^2) (convergence alpha).
     """
@@ -263,6 +290,12 @@ def transfer_function(
     chi = np.float32(np.pi * lam * defocus_nm) * k2 + np.float32(0.5 * np.pi * cs * lam**3) * (
         k2 * k2
     )
+    if astigmatism_nm:
+        fy, fx = f[:, None], f[None, :]
+        c2, s2 = math.cos(2 * astigmatism_angle_rad), math.sin(2 * astigmatism_angle_rad)
+        chi += np.float32(np.pi * lam * astigmatism_nm) * (
+            (fx * fx - fy * fy) * c2 + 2 * fx * fy * s2
+        )
     spatial = np.float32(defocus_nm * lam) * k + np.float32(cs * lam**3) * k * k2
     alpha = convergence_mrad * 1e-3
     damping = np.float32(0.5 * (np.pi * lam * focal_spread_nm) ** 2) * (k2 * k2) + np.float32(
@@ -506,6 +539,8 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
     mottle = _radial_field(rng, n, px, lambda k: np.exp(-((np.pi * lc * k) ** 2) / 2))
     defocus = float(rng.uniform(*params.defocus_nm))
     cs = float(rng.uniform(*params.cs_mm))
+    astig = float(rng.uniform(*params.astigmatism_nm))
+    astig_angle = float(rng.uniform(0, np.pi))
     illum = rng.uniform(-1, 1, 3) * params.illumination
     bump_c = rng.uniform(0.2, 0.8, 2) * s
     bump_w = float(rng.uniform(0.3, 0.8) * s)
@@ -524,7 +559,7 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
             continue
         sl, t, fringe, particle = drawn
         absorb[sl] *= 1.0 - particle.contrast * t
-        phase[sl] += params.mean_inner_phase_rad * t + fringe
+        phase[sl] += params.mean_inner_phase_rad_per_nm * particle.diameter_nm * t + fringe
         mask_pad[sl] |= (t > 0).astype(np.uint8)
         if (
             0 <= particle.center_yx[0] + r
@@ -548,6 +583,8 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
         focal_spread_nm=params.focal_spread_nm,
         convergence_mrad=params.convergence_mrad,
         voltage_kv=params.voltage_kv,
+        astigmatism_nm=astig,
+        astigmatism_angle_rad=astig_angle,
     )
     spectrum = sfft.fft2(wave, overwrite_x=True)
     spectrum *= h
@@ -570,7 +607,7 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
     expected = (params.gain * electrons).astype(np.float32)
     counts = params.gain * np.random.default_rng(noise_seed).poisson(electrons).astype(np.float32)
     _add_xray_spikes(counts, params, np.random.default_rng(spike_seed))
-    lens = {"defocus_nm": defocus, "cs_mm": cs}
+    lens = {"defocus_nm": defocus, "cs_mm": cs, "astigmatism_nm": astig}
     return Rendered(counts, mask, expected, particles, lens)
 
 
@@ -616,6 +653,7 @@ def make_synthetic_store(
     fringe_free_fraction: float | None = None,
     dose: float | None = None,
     min_particle_px: int = 400,
+    split_fractions: Sequence[float] | None = None,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
     **generator_overrides: Any,
@@ -637,6 +675,10 @@ def make_synthetic_store(
         Image side in px (default: the paper's raw size, 4096 HR / 2048 LR).
     patch_size, min_particle_px
         As for ingest (paper: 512, 400).
+    split_fractions
+        Shares of images in train / val / test (default the paper's 0.7 / 0.1 / 0.2). A
+        small study needs large validation and test splits so that dice differences of a few
+        hundredths are not noise; training data is cheap to generate.
     fringe_free_fraction, dose
         Override the preset (0.15 HR; dose 423 HR / 16 LR e/A^2).
     generator_overrides
@@ -700,6 +742,7 @@ def make_synthetic_store(
         preprocessing=preprocessing,
         extra_attrs={"generator": generator},
         overwrite=overwrite,
+        **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),
     )
 
 
@@ -716,8 +759,15 @@ def _check_counts(images: int, seed: int, patch_size: int, min_particle_px: int,
         raise ValueError(f"min_particle_px must be >= 0, got {min_particle_px}")
 
 
-def _matching_store(path: Path, generator: dict, patch_size: int, min_particle_px: int) -> bool:
+def _matching_store(
+    path: Path,
+    generator: dict,
+    patch_size: int,
+    min_particle_px: int,
+    split_fractions: Sequence[float] | None = None,
+) -> bool:
     """True when ``path`` is a valid synthetic store made with exactly these parameters."""
+    from temseg.data.patches import SPLIT_FRACTIONS
     from temseg.data.store import StoreError, read_attrs
 
     try:
@@ -730,6 +780,8 @@ def _matching_store(path: Path, generator: dict, patch_size: int, min_particle_p
         and attrs.get("generator") == generator
         and attrs.get("patch_size") == patch_size
         and pre.get("min_particle_px") == min_particle_px
+        and pre.get("split", {}).get("fractions")
+        == [float(f) for f in (split_fractions or SPLIT_FRACTIONS)]
     )
 
 
@@ -783,6 +835,7 @@ def make_contrast_series(
         raise ValueError(f"contrast levels repeat at 3 decimals: {contrasts}")
     out_dir = Path(out_dir).absolute()
     min_px = int(kw.pop("min_particle_px", 400))
+    fractions = kw.pop("split_fractions", None)
     opts = {k: kw.pop(k) for k in ("fringe_free_fraction", "dose") if k in kw}
     # validate every level before creating anything
     all_params = [
@@ -795,7 +848,7 @@ def make_contrast_series(
         path = out_dir / name
         generator = {**params.to_dict(), "seed": int(seed), "images": int(images)}
         if path.exists():
-            if _matching_store(path, generator, patch_size, min_px):
+            if _matching_store(path, generator, patch_size, min_px, fractions):
                 if progress:
                     progress(f"{name}: reused (same generator parameters)")
                 paths.append(path)
@@ -816,6 +869,7 @@ def make_contrast_series(
                 image_size=image_size,
                 patch_size=patch_size,
                 min_particle_px=min_px,
+                split_fractions=fractions,
                 overwrite=overwrite,
                 progress=progress,
                 **opts,
