@@ -20,8 +20,37 @@ def _int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _px_range(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def _nm_range(lo: int, hi: int, pixel_size_nm: float) -> str:
+    a, b = f"{lo * pixel_size_nm:.2f}", f"{hi * pixel_size_nm:.2f}"
+    return a if lo == hi else f"{a}-{b}"
+
+
+ARCH_COLUMNS = (
+    "num_blocks",
+    "pools",
+    "dilations",
+    "rf_px",
+    "rf_exact_min_px",
+    "rf_exact_max_px",
+    "rf_nm",
+    "rf_exact_min_nm",
+    "rf_exact_max_nm",
+    "exceeds_patch",
+    "n_params",
+)
+
+
 def _cmd_arch(args: argparse.Namespace) -> int:
     from temseg import receptive_field as rf
+
+    nm = args.pixel_size_nm
+
+    def fmt_nm(px: int) -> str:
+        return "" if nm is None else f"{px * nm:.2f}"
 
     if args.list:
         archs = rf.valid_architectures(
@@ -29,34 +58,46 @@ def _cmd_arch(args: argparse.Namespace) -> int:
             kernels=args.kernels,
             patch_size=args.patch_size,
         )
-        rows = [
-            {
-                "num_blocks": a.num_blocks,
-                "pools": "-".join(map(str, a.pools)),
-                "dilations": "-".join(map(str, a.dilations)),
-                "rf_px": a.rf_px,
-                "rf_nm": ""
-                if args.pixel_size_nm is None
-                else f"{a.rf_px * args.pixel_size_nm:.2f}",
-                "n_params": a.n_params,
-            }
-            for a in archs
-        ]
-        cols = (
-            list(rows[0])
-            if rows
-            else ["num_blocks", "pools", "dilations", "rf_px", "rf_nm", "n_params"]
-        )
+        rows = []
+        for a in archs:
+            lo, hi = a.rf_exact
+            rows.append(
+                {
+                    "num_blocks": a.num_blocks,
+                    "pools": "-".join(map(str, a.pools)),
+                    "dilations": "-".join(map(str, a.dilations)),
+                    "rf_px": a.rf_px,  # Eq. 1, the paper's convention
+                    "rf_exact_min_px": lo,
+                    "rf_exact_max_px": hi,
+                    "rf_nm": fmt_nm(a.rf_px),
+                    "rf_exact_min_nm": fmt_nm(lo),
+                    "rf_exact_max_nm": fmt_nm(hi),
+                    "exceeds_patch": "true" if hi > args.patch_size else "false",
+                    "n_params": a.n_params,
+                }
+            )
+        cols = list(ARCH_COLUMNS)
+        cells = [[str(r[c]) for c in cols] for r in rows]
         if args.format == "csv":
             print(",".join(cols))
-            for r in rows:
-                print(",".join(str(r[c]) for c in cols))
-        else:
+            for line in cells:
+                print(",".join(line))
+        elif args.format == "markdown":
             print("| " + " | ".join(cols) + " |")
             print("|" + "---|" * len(cols))
-            for r in rows:
-                print("| " + " | ".join(str(r[c]) for c in cols) + " |")
-        print(f"# {len(rows)} architectures with RF < {args.patch_size} px", file=sys.stderr)
+            for line in cells:
+                print("| " + " | ".join(line) + " |")
+        else:  # aligned plain-text table
+            widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(cols)]
+            print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+            for line in cells:
+                print("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)))
+        over = sum(r["exceeds_patch"] == "true" for r in rows)
+        print(
+            f"# {len(rows)} architectures with RF (Eq. 1) < {args.patch_size} px; "
+            f"{over} of them reach past the patch at some positions (exact reach)",
+            file=sys.stderr,
+        )
         return 0
     if not args.blocks or len(args.blocks) != 1 or args.pools is None:
         raise SystemExit("temseg arch: give --blocks N and --pools K1,K2,... (or --list)")
@@ -64,13 +105,21 @@ def _cmd_arch(args: argparse.Namespace) -> int:
 
     cfg = ModelConfig(args.blocks[0], args.pools, args.dilations)
     rf_px = cfg.rf_px
+    lo, hi = rf.exact_receptive_field(cfg.pools, cfg.dilations)
     print(f"num_blocks: {cfg.num_blocks}")
     print(f"pools:      {'-'.join(map(str, cfg.pools))}")
     print(f"dilations:  {'-'.join(map(str, cfg.dilations))}")
-    print(f"rf_px:      {rf_px}")
-    if args.pixel_size_nm is not None:
-        print(f"rf_nm:      {rf_px * args.pixel_size_nm:.2f} (at {args.pixel_size_nm} nm/px)")
+    print(f"rf_px:      {rf_px} (Eq. 1, the paper's convention)")
+    print(f"rf_exact:   {_px_range(lo, hi)} px (exact reach, min-max over output positions)")
+    if nm is not None:
+        print(f"rf_nm:      {rf_px * nm:.2f} (at {nm} nm/px)")
+        print(f"rf_exact_nm: {_nm_range(lo, hi, nm)}")
     print(f"n_params:   {rf.parameter_count(cfg.num_blocks)}")
+    where = "depending on position" if lo != hi else "at every position"
+    summary = f"RF {rf_px} px (Eq. 1, the paper's), exact reach {_px_range(lo, hi)} px {where}"
+    if nm is not None:
+        summary += f"; {rf_px * nm:.2f} nm, exact {_nm_range(lo, hi, nm)} nm"
+    print(summary)
     return 0
 
 
@@ -81,7 +130,11 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
         description=(
             "Print the receptive field (px, and nm with --pixel-size-nm) and parameter count of "
             "one residual UNet, or with --list the table of every pool sequence over --kernels "
-            "whose RF is below --patch-size (the paper's 30 architectures by default)."
+            "whose RF is below --patch-size (the paper's 30 architectures by default). The RF "
+            "is given twice: by the paper's Eq. 1 (rf_px, the study's convention) and as the "
+            "exact reach of one output pixel, min-max over positions (rf_exact_min_px, "
+            "rf_exact_max_px), which for pools of 4 or more depends on the pixel's position; "
+            "exceeds_patch marks networks whose exact reach is wider than the patch."
         ),
     )
     p.add_argument("--blocks", type=_int_list, help="N (or with --list: N values, default 2,3,4)")
@@ -93,7 +146,12 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kernels", type=_int_list, default=(2, 4, 8), help="pool kernels (default 2,4,8)"
     )
-    p.add_argument("--format", choices=("csv", "markdown"), default="csv", help="table format")
+    p.add_argument(
+        "--format",
+        choices=("csv", "table", "markdown"),
+        default="csv",
+        help="--list format: csv (default), table (aligned text) or markdown",
+    )
     p.set_defaults(func=_cmd_arch)
 
 

@@ -1,7 +1,18 @@
 """Receptive-field arithmetic of the residual UNet, in pure Python (no torch import).
 
-The receptive field (RF) of an output pixel is the side of the input square that can
-influence it. Sytwu, Groschner & Scott (2022), equation (1):
+Two measures of the receptive field (RF) of an output pixel, the side of the input square
+that can influence it:
+
+* :func:`receptive_field`, the paper's convention: Sytwu, Groschner & Scott (2022),
+  equation (1), one number per architecture. The study's tables, sweeps and the "RF < patch"
+  rule all use it.
+* :func:`exact_receptive_field`, the true reach: interval propagation through the exact
+  network of :mod:`temseg.model`, as (min, max) over output positions. Nearest upsampling is
+  not aligned with the pool cells, so with pools of 4 or more (and with N >= 3 even for pools
+  of 2) the reach depends on the output pixel's position: pools 4-4 reach 116-132 px
+  (Eq. 1: 120), 8-8 reach 356-420 px (Eq. 1: 392); pools 2-2 reach 44 px everywhere.
+
+Equation (1):
 
     RF = 1 + sum_l (k_l - 1) * prod_{j<l} s_j
 
@@ -60,7 +71,13 @@ def check_pools(pools: Sequence[int], num_blocks: int | None = None) -> tuple[in
 
 
 def receptive_field(pools: Sequence[int], dilations: Sequence[int] | None = None) -> int:
-    """Receptive field in pixels of a residual UNet with these pools and dilations.
+    """Receptive field in pixels by the paper's equation (1) (the study's convention).
+
+    This is the convention of Sytwu, Groschner & Scott (2022), used for every table, sweep
+    and the "RF < patch" rule; it is not the true reach of every output pixel. For pools of 4
+    or more the reach depends on the pixel's position (nearest upsampling is not aligned with
+    the pool cells): see :func:`exact_receptive_field` for the min and max over positions
+    (pools 4-4: Eq. 1 gives 120 px, the exact reach is 116-132 px).
 
     Parameters
     ----------
@@ -96,6 +113,97 @@ def receptive_field(pools: Sequence[int], dilations: Sequence[int] | None = None
         jump //= p  # nearest upsampling by p
         rf += convs(d)
     return rf
+
+
+def reach_interval(
+    pools: Sequence[int], x: int, dilations: Sequence[int] | None = None
+) -> tuple[int, int]:
+    """Input columns ``(lo, hi)`` that can influence output column ``x``, on an infinite line.
+
+    Interval propagation, backwards, through the exact network of :mod:`temseg.model` along
+    one axis (the network is separable per axis for this purpose; the 2-D reach of a pixel is
+    the product of its row and column intervals). Rules: a 3x3 convolution with dilation d
+    widens an interval by d on each side (a residual block: two of them, its 1x1 skip conv
+    keeps the interval, the add takes the hull); a max pool of s maps cell i to input cells
+    ``[s*i, s*i + s - 1]``; a nearest upsampling by s maps pixel p to cell ``floor(p / s)``; a
+    concatenation takes the hull of its two inputs' intervals. Every path's interval contains
+    ``x``, so the hull is the exact set. The image border is ignored (infinite input): the
+    result is the architecture's property, not the padding's.
+
+    Examples
+    --------
+    >>> reach_interval([4, 4], 0), reach_interval([4, 4], 6)
+    ((-58, 57), (-58, 73))
+    """
+    pools = check_pools(pools)
+    dil = resolve_dilations(len(pools), dilations)
+    n = len(pools)
+
+    def block(i: int, lo: int, hi: int) -> tuple[int, int]:
+        # residual block with dilation dil[i]: conv3x3 -> conv3x3, hull with its 1x1 skip
+        w = CONVS_PER_BLOCK * dil[i] * (CONV_KERNEL - 1) // 2
+        return lo - w, hi + w
+
+    def encoder_out(i: int, lo: int, hi: int) -> tuple[int, int]:
+        """Input interval of the interval [lo, hi] of encoder block i's output (level i)."""
+        lo, hi = block(i, lo, hi)  # now on encoder block i's input
+        for j in reversed(range(i)):  # back through pool j, then encoder block j
+            s = pools[j]
+            lo, hi = block(j, s * lo, s * hi + s - 1)
+        return lo, hi
+
+    def decoder_in(i: int, lo: int, hi: int) -> tuple[int, int]:
+        """Input interval of [lo, hi] of decoder block i's input: concat(skip_i, upsampled)."""
+        skip_lo, skip_hi = encoder_out(i, lo, hi)
+        s = pools[i]
+        lo, hi = lo // s, hi // s  # nearest upsampling by s: pixel p <- cell floor(p / s)
+        if i + 1 < n:  # the deeper decoder block's output
+            deep_lo, deep_hi = decoder_in(i + 1, *block(i + 1, lo, hi))
+        else:  # the bottleneck's output, whose input is pool n-1 of encoder block n-1
+            lo, hi = block(n, lo, hi)
+            s = pools[n - 1]
+            deep_lo, deep_hi = encoder_out(n - 1, s * lo, s * hi + s - 1)
+        return min(skip_lo, deep_lo), max(skip_hi, deep_hi)
+
+    # final 1x1 conv keeps the interval; decoder block 0 widens it, then its input
+    return decoder_in(0, *block(0, x, x))
+
+
+def exact_receptive_field_widths(
+    pools: Sequence[int], dilations: Sequence[int] | None = None
+) -> list[int]:
+    """Width of :func:`reach_interval` for every output phase ``x = 0 .. prod(pools) - 1``.
+
+    The width is periodic in x with period prod(pools) (a shift by it shifts every level by
+    a whole number of cells), so one period covers every position of an infinite image.
+    """
+    widths = []
+    for x in range(pool_product(check_pools(pools))):
+        lo, hi = reach_interval(pools, x, dilations)
+        widths.append(hi - lo + 1)
+    return widths
+
+
+def exact_receptive_field(
+    pools: Sequence[int], dilations: Sequence[int] | None = None
+) -> tuple[int, int]:
+    """True reach in pixels of one output pixel: ``(min, max)`` over output positions.
+
+    The width of the input interval that can influence one output pixel, by interval
+    propagation through the exact network (:func:`reach_interval`), minimised and maximised
+    over all positions (one period of prod(pools) covers them). Unlike the paper's Eq. 1
+    (:func:`receptive_field`) this depends on where the pixel sits relative to the pool cells.
+    Equation (1) always lies within ``[min, max]`` for the study's pool sequences.
+
+    Examples
+    --------
+    >>> exact_receptive_field([2, 2]), exact_receptive_field([4, 4])
+    ((44, 44), (116, 132))
+    >>> exact_receptive_field([8, 8]), exact_receptive_field([2, 2], [1, 1, 2])
+    ((356, 420), (60, 60))
+    """
+    widths = exact_receptive_field_widths(pools, dilations)
+    return min(widths), max(widths)
 
 
 def rf_nm(rf_px: int, pixel_size_nm: float) -> float:
@@ -159,6 +267,11 @@ class Architecture:
     @property
     def rf_px(self) -> int:
         return receptive_field(self.pools, self.dilations)
+
+    @property
+    def rf_exact(self) -> tuple[int, int]:
+        """True reach (min, max) over output positions: :func:`exact_receptive_field`."""
+        return exact_receptive_field(self.pools, self.dilations)
 
     @property
     def n_params(self) -> int:
