@@ -15,8 +15,12 @@ Speed. The splits are read into memory once (the stores are small: the paper's l
 355 patches of 512 px); batches are gathered by index and transformed on the device, with no
 DataLoader. Metric sums stay on the device; the host reads them once per epoch. The network
 runs in channels-last memory format (about 2x faster on CPU for these 4-16 channel convs,
-SPEC.md section 5); on CUDA the forward pass runs under bf16 autocast and the process's CUDA
-memory is capped at the trial's GPU fraction.
+SPEC.md section 5); with ``precision="bf16"`` (the default) the forward pass runs under bf16
+autocast on CPU and CUDA alike (``precision="fp32"`` runs it in fp32). On CUDA the process's
+CUDA memory is capped at the trial's GPU fraction.
+
+Precision is part of what is trained: a bf16 and an fp32 run of one config are different
+trials (``temseg.config.RESOURCE_KEYS`` leaves it out), and neither resumes the other's state.
 """
 
 from __future__ import annotations
@@ -94,8 +98,8 @@ class Split:
 
 def _forward(model, x, device, precision):
     x = x.contiguous(memory_format=torch.channels_last)
-    if device.type == "cuda" and precision == "bf16":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             return model(x).float()
     return model(x)
 
@@ -143,6 +147,29 @@ def evaluate(
         acc.update(logits, y)
     out = acc.compute()
     return {"loss": float(loss_sum) / n, **out}
+
+
+WARMUP_FRACTION = 0.1  # of a cosine schedule's steps
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of optimisation step ``step`` (from 0) of ``total_steps``.
+
+    A function of the step alone, so a resumed run continues the schedule exactly.
+
+    Examples
+    --------
+    >>> c = TrainConfig(data="/d", num_blocks=2, pools=(2, 2), lr=1e-3, lr_schedule="cosine")
+    >>> [round(learning_rate(c, i, 100), 6) for i in (0, 9, 10, 55, 100)]
+    [0.0001, 0.001, 0.001, 0.0005, 0.0]
+    """
+    if cfg.lr_schedule == "cosine":
+        warmup = max(1, round(WARMUP_FRACTION * total_steps))
+        if step < warmup:  # linear warm-up: large-pool networks diverge early without it
+            return cfg.lr * (step + 1) / warmup
+        done = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(done, 1.0)))
+    return cfg.lr
 
 
 def _trained(config: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +230,7 @@ def fit(
     (workdir / "config.json").write_text(json.dumps(resolved, indent=2))
 
     train = Split(cfg.data, "train", device, augment=cfg.augment)
-    val = Split(cfg.data, "val", device, augment=cfg.augment)
+    val = Split(cfg.data, "val", device, augment=cfg.augment and cfg.val_dihedral)
 
     torch.manual_seed(cfg.seed)  # initial weights: same seed, same draw, any architecture
     model = ResidualUNet(cfg.num_blocks, cfg.pools, cfg.dilations).to(device)
@@ -255,8 +282,11 @@ def fit(
         acc = DiceAccumulator(device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         order = epoch_order(cfg.seed, epoch, len(train))
-        for start in range(0, len(order), cfg.batch_size):
+        steps = math.ceil(len(order) / cfg.batch_size)
+        for i, start in enumerate(range(0, len(order), cfg.batch_size)):
             x, y = train.batch(order[start : start + cfg.batch_size])
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, (epoch - 1) * steps + i, cfg.epochs * steps)
             train_step(
                 model,
                 optimizer,

@@ -39,13 +39,16 @@ def load(script: str):
     return module
 
 
+TOY = (
+    *("--device", "cpu", "--blocks", "2", "--pools", "2-2", "--patch-size", "64"),
+    *("--batch-size", "4", "--patches", "2", "--steps", "2", "--rounds", "2"),
+    *("--warmup", "1", "--threads", "1"),
+)
+
+
 def test_bench_train_prints_ratio_throughput_and_correctness():
-    res = run(
-        "bench_train.py",
-        *("--device", "cpu", "--blocks", "2", "--pools", "2-2", "--patch-size", "64"),
-        *("--batch-size", "4", "--patches", "2", "--steps", "2", "--rounds", "2"),
-        *("--warmup", "1", "--threads", "1"),
-    )
+    # fp32 on purpose: the exact-agreement tolerance below is fp32's (bf16 is the default)
+    res = run("bench_train.py", *TOY, "--precision", "fp32")
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     ratio = [line for line in out.splitlines() if "ratio" in line]
@@ -62,6 +65,29 @@ def test_bench_train_prints_ratio_throughput_and_correctness():
         assert re.search(rf"^{name}\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+$", out, re.M), out
     assert "8074 parameters, RF 44 px" in out
     assert out.count("round ") == 2
+    assert "forward fp32, channels-last" in out
+
+
+def test_bench_train_bf16_step_is_checked_against_fp32_with_bf16_tolerance():
+    # bf16 autocast, on CPU as on CUDA, checked against the fp32 plain step
+    res = run("bench_train.py", *TOY, "--precision", "bf16")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "forward bf16 autocast, channels-last" in out
+    check = [line for line in out.splitlines() if line.startswith("correctness temseg vs plain")]
+    assert len(check) == 1 and check[0].endswith(": OK"), out
+    assert "(tol 0.01)" in check[0] and "hard dice diff" in check[0]
+    assert re.search(r"ratio temseg / reference .*median \d+\.\d+x", out), out
+
+
+def test_bench_train_default_is_what_a_sweep_trains_on_this_machine():
+    from temseg.config import resolve_precision
+
+    res = run("bench_train.py", *TOY)
+    assert res.returncode == 0, res.stdout + res.stderr
+    expected = resolve_precision("auto", gpus_per_trial=0)
+    forward = "bf16 autocast" if expected == "bf16" else "fp32"
+    assert f"forward {forward}, channels-last" in res.stdout
 
 
 def test_bench_train_refuses_pools_that_do_not_divide_the_patch():

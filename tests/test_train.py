@@ -58,9 +58,11 @@ def test_reports_once_per_epoch_and_selects_the_best_epoch(store, tmp_path):
 
 
 def test_test_metrics_come_from_the_best_checkpoint(store, tmp_path):
-    out = fit(config(store, epochs=3), workdir=tmp_path)
+    # fp32 on purpose: the exact (1e-12) agreement below is of fp32 evaluations
+    out = fit(config(store, epochs=3, precision="fp32"), workdir=tmp_path)
     model, cfg = load_checkpoint(tmp_path / "best.pt")
     assert cfg["pools"] == [2, 2] and cfg["seed"] == 752 and cfg["data"] == str(store)
+    assert cfg["precision"] == "fp32"
     test = Split(str(store), "test", torch.device("cpu"), augment=True)
     again = evaluate(model, test, batch_size=4, device=torch.device("cpu"), precision="fp32")
     assert again["hard_dice"] == pytest.approx(out["test_hard_dice"], abs=1e-12)
@@ -92,6 +94,22 @@ def test_resume_continues_exactly(store, tmp_path):
     assert resumed[0] == rows[1]
     assert out["history"] == full["history"]
     assert out["test_hard_dice"] == full["test_hard_dice"]
+
+
+def test_precision_is_part_of_what_is_trained(store, tmp_path):
+    # bf16 autocast is the default on CPU too, and changes the numbers
+    bf16 = fit(config(store, epochs=1), workdir=tmp_path / "bf16")
+    fp32 = fit(config(store, epochs=1, precision="fp32"), workdir=tmp_path / "fp32")
+    assert bf16["config"]["precision"] == "bf16" and fp32["config"]["precision"] == "fp32"
+    assert bf16["history"]["train_loss"] != fp32["history"]["train_loss"]
+    # so an fp32 fit never continues a bf16 training state (nor the other way round); the
+    # same config does (a finished run: only its answer is returned)
+    with pytest.raises(ValueError, match="training state of another config"):
+        fit(config(store, epochs=1, precision="fp32"), workdir=tmp_path / "bf16")
+    with pytest.raises(ValueError, match="training state of another config"):
+        fit(config(store, epochs=1), workdir=tmp_path / "fp32")
+    again = fit(config(store, epochs=1, precision="bf16"), workdir=tmp_path / "bf16")
+    assert again["history"] == bf16["history"]
 
 
 def test_a_broken_final_report_is_repeated_with_the_test_metrics(store, tmp_path):
