@@ -29,7 +29,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--profile", default="demo", help="smoke, demo (default) or paper")
+    p.add_argument(
+        "--profile",
+        default="demo",
+        help="smoke, demo (default), validation or paper (sweeps/*.yaml)",
+    )
     p.add_argument(
         "--data",
         nargs="+",
@@ -61,9 +65,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the paper's Figure 4 dilation variants",
     )
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (paper: 752 2245 140 9213 956)")
+    p.add_argument(
+        "--data-seed",
+        type=_data_seed,
+        metavar="S",
+        help="generator seed of the synthetic contrast series (default: the profile's "
+        "synthetic.seed); its stores are named <preset>-c<C>-s<S>.zarr and made once",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        help="constant (the paper's) or cosine: the rate follows half a cosine from --lr to 0 "
+        "over the run, so short runs end converged",
+    )
     p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="forward pass of every trial: bf16 autocast or fp32. auto (default): bf16 on GPUs "
+        "and on CPUs with native bf16 (AVX512-BF16/AMX), fp32 elsewhere (bf16 without "
+        "hardware support runs 2-6x slower on CPU). Part of the trial key: bf16 and fp32 runs "
+        "of one architecture are different trials",
+    )
     p.add_argument(
         "--address", help="HOST:PORT of a running Ray cluster (default: start a local runtime)"
     )
@@ -104,6 +129,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _data_seed(text: str) -> int:
+    """Parse --data-seed: an integer >= 0 (numpy's generator seeds cannot be negative)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {seed}")
+    return seed
+
+
 def _fault(text: str) -> dict:
     """Parse --inject-fault (test only): a JSON object with epoch, times and marker_dir."""
     import json
@@ -121,6 +157,13 @@ def _fault(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.data_seed is not None and args.data:
+        print(
+            "grid.py: error: --data-seed sets the seed of the synthetic contrast series and has "
+            "no effect with --data (patch stores given); leave one of them out",
+            file=sys.stderr,
+        )
+        return 2
     from temseg.config import ConfigError
     from temseg.sweep import load_profile, run_grid
 
@@ -134,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "epochs": args.epochs,
         "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
         "batch_size": args.batch_size,
+        "precision": args.precision,
+        "synthetic": {"seed": args.data_seed},
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
         "experiment": args.experiment,

@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument("--lr", type=float)
     g.add_argument("--batch-size", type=int)
+    g.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="forward pass of every trial: bf16 autocast or fp32; auto (default): bf16 on GPUs "
+        "and CPUs with native bf16, fp32 elsewhere; part of the trial key",
+    )
 
     g = p.add_argument_group("search")
     g.add_argument(
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kernels": args.kernels,
                 "lr": args.lr,
                 "batch_size": args.batch_size,
+                "precision": args.precision,
                 "cpus_per_trial": args.cpus_per_trial,
                 "gpus_per_trial": args.gpus_per_trial,
             },

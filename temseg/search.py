@@ -1011,7 +1011,7 @@ def run_optuna_search(
         The search (trials, epochs, objective, seeds, tolerance, ASHA).
     sweep
         A :class:`temseg.sweep.SweepConfig` (profile + flags): datasets, blocks, kernels,
-        protocol (lr, batch size, augmentation) and resources per trial.
+        protocol (lr, batch size, augmentation, precision) and resources per trial.
     experiment
         MLflow experiment of the search runs (default ``<profile experiment>-optuna``).
     compare_grid
@@ -1079,9 +1079,7 @@ def run_optuna_search(
     try:
         ttune.check_resources(sweep.cpus_per_trial, sweep.gpus_per_trial, cluster)
         if not sweep.data:
-            studies, grids = preflight(
-                tsweep.open_datasets(tsweep.synthetic_datasets(sweep, data_dir))
-            )
+            studies, grids = preflight(tsweep.synthetic_series(sweep, data_dir))
         experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
         concurrent = _max_concurrent(scfg, sweep, cluster)
         for ds, seed, study in studies:

@@ -12,6 +12,7 @@ N = 2 and 3 (pool 2 everywhere, dilation rising); times every dataset and every 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -23,7 +24,15 @@ from typing import Any
 
 import yaml
 
-from temseg.config import PAPER_SEEDS, ConfigError, TrainConfig, from_dict, to_dict
+from temseg.config import (
+    LR_SCHEDULES,
+    PAPER_SEEDS,
+    ConfigError,
+    TrainConfig,
+    from_dict,
+    resolve_precision,
+    to_dict,
+)
 from temseg.receptive_field import (
     Architecture,
     dilation_variants,
@@ -33,13 +42,37 @@ from temseg.receptive_field import (
 )
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
-PROFILES = ("smoke", "demo", "paper")
+PROFILES = ("smoke", "demo", "validation", "paper")
 FIG4_BLOCKS = (2, 3)  # the paper's dilation study used N = 2 and 3
+
+
+PRECISIONS = ("bf16", "fp32")
+# SyntheticData's generator knobs: None = the preset's value; otherwise passed to
+# temseg.data.synth.make_contrast_series (dose and fringe_free_fraction as its named options,
+# the others as GeneratorParams overrides). Short names tag the stores' folder and datasets.
+GENERATOR_KNOBS = {
+    "pixel_size_nm": "px",
+    "defocus_nm": "df",
+    "fringe_free_fraction": "ff",
+    "coverage": "cov",
+    "dose": "dose",
+    "astigmatism_nm": "astig",
+    "split_fractions": "split",
+}
+RANGE_KNOBS = ("defocus_nm", "astigmatism_nm")
 
 
 @dataclass(frozen=True)
 class SyntheticData:
-    """The default datasets: a synthetic contrast series made under ``data/`` on first use."""
+    """The default datasets: a synthetic contrast series made under ``data/`` on first use.
+
+    ``seed`` is the generator seed of the series (stores are named ``<preset>-c<C>-s<seed>``).
+    The generator knobs (``pixel_size_nm``; ``defocus_nm`` and ``astigmatism_nm`` as
+    ``(min, max)`` ranges drawn per image; ``fringe_free_fraction``; ``coverage``; ``dose`` in
+    e/A^2) default to None, the preset's value. A series with any knob set lives in its own
+    folder ``data/<tag>/`` and its datasets are named ``<store>_<tag>``, e.g. tag
+    ``px0.03_dose200``, so it never collides with the preset's series.
+    """
 
     preset: str = "hr-2.2nm"
     contrasts: tuple[float, ...] = (0.02, 0.06, 0.2)
@@ -47,6 +80,73 @@ class SyntheticData:
     image_size: int = 512
     patch_size: int = 256
     seed: int = 0
+    pixel_size_nm: float | None = None
+    defocus_nm: tuple[float, ...] | None = None
+    fringe_free_fraction: float | None = None
+    coverage: float | None = None
+    dose: float | None = None
+    astigmatism_nm: tuple[float, ...] | None = None
+    # shares of the images in train / val / test (None: the paper's 0.7 / 0.1 / 0.2)
+    split_fractions: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        for name in RANGE_KNOBS:
+            value = getattr(self, name)
+            if value is not None and (len(value) != 2 or not value[0] <= value[1]):
+                raise ValueError(
+                    f"{name} must be a range [min, max] with min <= max, got {list(value)}"
+                )
+        if self.astigmatism_nm is not None and self.astigmatism_nm[0] < 0:
+            raise ValueError(f"astigmatism_nm must be >= 0, got {list(self.astigmatism_nm)}")
+        fr = self.split_fractions
+        if fr is not None and (len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6):
+            raise ValueError(f"split_fractions must be 3 shares summing to 1, got {list(fr)}")
+        if self.pixel_size_nm is not None and not self.pixel_size_nm > 0:
+            raise ValueError(f"pixel_size_nm must be > 0, got {self.pixel_size_nm}")
+        if self.dose is not None and not self.dose > 0:
+            raise ValueError(f"dose must be > 0 e/A^2, got {self.dose}")
+        if self.coverage is not None and not 0.0 < self.coverage < 0.6:
+            raise ValueError(f"coverage must lie in (0, 0.6), got {self.coverage}")
+        ff = self.fringe_free_fraction
+        if ff is not None and not 0.0 <= ff <= 1.0:
+            raise ValueError(f"fringe_free_fraction must lie in [0, 1], got {ff}")
+
+    @property
+    def knobs(self) -> dict[str, Any]:
+        """The generator knobs that are set (not None), as make_contrast_series keywords."""
+        return {k: getattr(self, k) for k in GENERATOR_KNOBS if getattr(self, k) is not None}
+
+    @property
+    def tag(self) -> str:
+        """Short name of the knobs that are set, e.g. ``px0.03_df-12..-6``; "" for none."""
+        return self._tag(self.knobs)
+
+    @staticmethod
+    def _tag(knobs: dict[str, Any]) -> str:
+        def fmt(v: Any) -> str:
+            return "..".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
+
+        return "_".join(f"{GENERATOR_KNOBS[k]}{fmt(v)}" for k, v in knobs.items())
+
+    def describe_knobs(self) -> str:
+        """E.g. ``pixel_size_nm 0.03, defocus_nm [-12, -6]``; "" when every knob is the preset's."""
+
+        def fmt(v: Any) -> str:
+            return "[" + ", ".join(f"{x:g}" for x in v) + "]" if isinstance(v, tuple) else f"{v:g}"
+
+        return ", ".join(f"{k} {fmt(v)}" for k, v in self.knobs.items())
+
+    def series_dir(self, data_dir: Path) -> Path:
+        """Folder of this series' stores: ``data_dir``, or ``data_dir/<tag>`` with knobs set."""
+        return data_dir / self.tag if self.tag else data_dir
+
+    def dataset_name(self, store_stem: str) -> str:
+        """Dataset name of a store of this series: the store name plus the tag of the image
+        model's knobs (the split is not in the name: it is in the store's provenance)."""
+        tag = self._tag({k: v for k, v in self.knobs.items() if k != "split_fractions"})
+        return f"{store_stem}_{tag}" if tag else store_stem
 
 
 @dataclass(frozen=True)
@@ -66,11 +166,27 @@ class SweepConfig:
     lr: float = 1e-4
     batch_size: int = 32
     augment: bool = True
+    val_dihedral: bool = True  # see TrainConfig
+    lr_schedule: str = "constant"  # or "cosine" (see TrainConfig)
+    # forward pass of every trial: bf16 autocast (CPU and CUDA) or fp32; "auto" = bf16 on GPUs
+    # and CPUs with native bf16, fp32 elsewhere, resolved when the sweep is planned (the trial
+    # key holds the resolved value)
+    precision: str = "auto"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 2
     experiment: str = ""  # default: temseg-<profile>
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise ValueError(
+                f"precision must be auto, {' or '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
     @property
     def experiment_name(self) -> str:
@@ -78,16 +194,30 @@ class SweepConfig:
 
 
 def load_profile(name: str, overrides: dict[str, Any] | None = None) -> SweepConfig:
-    """Read ``sweeps/<name>.yaml`` and apply command-line overrides (None values ignored)."""
+    """Read ``sweeps/<name>.yaml`` and apply command-line overrides (None values ignored).
+
+    ``overrides["synthetic"]``, a dict, overrides single fields of the profile's synthetic
+    series (e.g. ``{"seed": 3}``), its None values ignored too.
+    """
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         valid = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(valid)}")
     raw = yaml.safe_load(path.read_text()) or {}
     raw["profile"] = name
+    overrides = dict(overrides or {})
+    synthetic = {k: v for k, v in (overrides.pop("synthetic", None) or {}).items() if v is not None}
     if isinstance(raw.get("synthetic"), dict):
-        raw["synthetic"] = from_dict(SyntheticData, raw["synthetic"])
-    for key, value in (overrides or {}).items():
+        try:
+            raw["synthetic"] = from_dict(SyntheticData, raw["synthetic"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    if synthetic:
+        base = raw.get("synthetic", SyntheticData())
+        if not isinstance(base, SyntheticData):
+            raise ConfigError(f"{path}: synthetic: expected a mapping, got {base!r}")
+        raw["synthetic"] = from_dict(SyntheticData, {**to_dict(base), **synthetic})
+    for key, value in overrides.items():
         if value is not None:
             raw[key] = value
     try:
@@ -176,25 +306,42 @@ def open_datasets(paths: list[str]) -> list[Dataset]:
 
 
 def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
-    """Create (or reuse) the profile's synthetic contrast series; return the store paths."""
+    """Create (or reuse) the profile's synthetic contrast series; return the store paths.
+
+    The stores go to ``cfg.synthetic.series_dir(data_dir)``: ``data_dir`` itself, or a folder
+    of their own when generator knobs are set. :func:`synthetic_series` also names them.
+    """
     from temseg.data.synth import make_contrast_series
 
     s = cfg.synthetic
+    out_dir = s.series_dir(data_dir)
+    knobs = s.describe_knobs()
     print(
         f"datasets: synthetic {s.preset} contrast series {list(s.contrasts)} "
-        f"({s.images} images of {s.image_size} px, {s.patch_size} px patches) under {data_dir}",
+        f"({s.images} images of {s.image_size} px, {s.patch_size} px patches, seed {s.seed}"
+        f"{'; ' + knobs if knobs else ''}) under {out_dir}",
         flush=True,
     )
     paths = make_contrast_series(
-        data_dir,
+        out_dir,
         contrasts=s.contrasts,
         preset=s.preset,
         images=s.images,
         seed=s.seed,
         image_size=s.image_size,
         patch_size=s.patch_size,
+        **s.knobs,
     )
     return [str(p) for p in paths]
+
+
+def synthetic_series(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
+    """The profile's synthetic series as datasets (created or reused), named by their knobs."""
+    s = cfg.synthetic
+    return [
+        dataclasses.replace(ds, name=s.dataset_name(ds.name))
+        for ds in open_datasets(synthetic_datasets(cfg, data_dir))
+    ]
 
 
 def build_trials(
@@ -207,6 +354,8 @@ def build_trials(
 ) -> list[dict[str, Any]]:
     """One ``{"train": TrainConfig dict, "meta": ...}`` per dataset x architecture x seed."""
     from temseg.tracking import run_name, trial_key
+
+    precision = resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial)
 
     trials = []
     for ds in datasets:
@@ -223,6 +372,9 @@ def build_trials(
                         lr=cfg.lr,
                         batch_size=cfg.batch_size,
                         augment=cfg.augment,
+                        val_dihedral=cfg.val_dihedral,
+                        lr_schedule=cfg.lr_schedule,
+                        precision=precision,
                     )
                 )
                 params = {
@@ -237,8 +389,13 @@ def build_trials(
                     "epochs": cfg.epochs,
                     "lr": cfg.lr,
                     "batch_size": cfg.batch_size,
+                    "lr_schedule": cfg.lr_schedule,
+                    "val_dihedral": cfg.val_dihedral,
+                    "precision": precision,
                     "rf_px": arch.rf_px,
                     "rf_nm": round(arch.rf_px * ds.pixel_size_nm, 4),
+                    "rf_exact_min_px": arch.rf_exact[0],
+                    "rf_exact_max_px": arch.rf_exact[1],
                     "n_params": arch.n_params,
                 }
                 trials.append(
@@ -276,6 +433,9 @@ def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any
                     "rf_px": a.rf_px,
                     "rf_nm": round(a.rf_px * ds.pixel_size_nm, 2),
                     "n_params": a.n_params,
+                    "precision": resolve_precision(
+                        cfg.precision, gpus_per_trial=cfg.gpus_per_trial
+                    ),
                     "seeds": len(cfg.seeds),
                 }
             )
@@ -296,14 +456,22 @@ def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     """Datasets for a dry run: real stores when given, else the synthetic series as planned."""
     if cfg.data:
         return open_datasets(list(cfg.data))
-    from temseg.data.synth import get_preset, store_name
+    from temseg.data.synth import generator_params, store_name
 
     s = cfg.synthetic
-    px = float(get_preset(s.preset).pixel_size_nm)
+    out_dir = s.series_dir(data_dir)
+    opts = {k: v for k, v in s.knobs.items() if k != "split_fractions"}  # not the image model
+    opts.update(image_size=s.image_size)
     out = []
     for c in s.contrasts:
-        name = store_name(s.preset, c, s.seed).removesuffix(".zarr")
-        out.append(Dataset(str(data_dir / name), f"{name}(planned)", px, s.patch_size, c))
+        # the generator's own parameters (the knobs validated as the real run would)
+        try:
+            px = float(generator_params(s.preset, contrast=c, **opts).pixel_size_nm)
+        except ValueError as exc:
+            raise ConfigError(f"synthetic series: {exc}") from None
+        stem = store_name(s.preset, c, s.seed).removesuffix(".zarr")
+        name = f"{s.dataset_name(stem)}(planned)"
+        out.append(Dataset(str(out_dir / stem), name, px, s.patch_size, c))
     return out
 
 
@@ -368,7 +536,7 @@ def run_grid(
     try:
         ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
         if not cfg.data:
-            datasets = open_datasets(synthetic_datasets(cfg, data_dir))
+            datasets = synthetic_series(cfg, data_dir)
         experiment_id = tracking.ensure_experiment(tracking_uri, cfg.experiment_name)
         trials = build_trials(cfg, datasets, tracking_uri=tracking_uri, experiment_id=experiment_id)
         if fault:
@@ -462,6 +630,10 @@ def _print_summary(results: list[dict[str, Any]], seconds: float) -> None:
                 if "best_val_hard_dice" in m
                 else "",
                 "test_hard_dice": f"{m['test_hard_dice']:.4f}" if "test_hard_dice" in m else "",
+                "best_epoch": f"{m['best_epoch']:.0f}/{p['epochs']}"
+                + (" still improving" if m["best_epoch"] >= p["epochs"] else "")
+                if "best_epoch" in m
+                else "",
                 "status": "ok" if r["error"] is None else "FAILED",
             }
         )
@@ -479,6 +651,12 @@ def _write_report(experiment: str, tracking_uri: str, out_dir: Path) -> None:
         return
     try:
         path = write_report(experiment, tracking_uri, out_dir)
-        print(f"report: {path}", flush=True)
+        import pandas as pd
+
+        answers = pd.read_csv(path / "answers.csv")
+        print("\nanswer (which receptive field is enough):", flush=True)
+        for sentence in answers["sentence"]:
+            print(f"- {sentence}", flush=True)
+        print(f"report: {path / 'report.html'}", flush=True)
     except Exception as exc:  # the sweep's results are in MLflow whatever the report does
         print(f"report: not written ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)

@@ -135,6 +135,21 @@ def test_resource_requests_checked_against_the_cluster(cpus, gpus, message):
         check_resources(cpus, gpus, {"CPU": 2.0})
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--data-seed", "-1"), "argument --data-seed: must be >= 0, got -1"),
+        (("--data-seed", "x"), "argument --data-seed: expected an integer >= 0, got 'x'"),
+        (("--data-seed", "3", "--data", "s.zarr"), "--data-seed sets the seed of the synthetic"),
+    ],
+    ids=["negative", "not-an-integer", "with-data"],
+)
+def test_bad_data_seed(tmp_path, args, message):
+    out = run_grid(tmp_path, "--profile", "smoke", *args)
+    assert_refused(out, tmp_path, message)
+    assert "datasets: synthetic" not in out.stdout
+
+
 def test_malformed_fault_injection_is_refused(tmp_path, stores):
     # the hidden, test-only --inject-fault flag validates its JSON like any other argument
     out = run_grid(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -28,8 +29,12 @@ PARAMS = (
     "epochs",
     "lr",
     "batch_size",
+    "precision",
+    "lr_schedule",
     "rf_px",
     "rf_nm",
+    "rf_exact_min_px",
+    "rf_exact_max_px",
     "n_params",
 )
 
@@ -117,6 +122,7 @@ def test_smoke_sweep_into_sqlite(tmp_path, store128):
         "8074",
         "1-1-1",
     )
+    assert (p["rf_exact_min_px"], p["rf_exact_max_px"]) == ("116", "132")
     # running the same sweep again trains nothing and duplicates nothing
     again = grid(*sweep_args(tmp_path, store128, uri))
     assert again.returncode == 0, again.stderr
@@ -217,3 +223,155 @@ def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming sweep" in out.stdout
     assert_complete(uri, n_runs=6, epochs=3)
+
+
+# ------------------------------------------------------------------ planning (no Ray, no runs)
+
+
+def test_precision_is_in_the_trial_key_the_params_and_the_table():
+    from temseg.config import ConfigError, from_dict
+    from temseg.sweep import Dataset, SweepConfig, build_trials, load_profile, trial_table
+    from temseg.tracking import trial_key
+
+    datasets = [Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 0.1)]
+    grid_cfg = dict(blocks=(2,), pools=("2-2",), dilation_variants=False, seeds=(752,))
+    assert SweepConfig().precision == "auto"  # resolved per machine when trials are built
+    trials = {}
+    for precision in ("bf16", "fp32"):
+        cfg = SweepConfig(profile="smoke", precision=precision, **grid_cfg)
+        (trial,) = build_trials(
+            cfg, datasets, tracking_uri="sqlite:////tmp/x.db", experiment_id="1"
+        )
+        assert trial["train"]["precision"] == precision
+        assert trial["meta"]["params"]["precision"] == precision
+        assert [row["precision"] for row in trial_table(cfg, datasets)] == [precision]
+        trials[precision] = trial
+    # "auto" is resolved when the trials are built: the key records what is trained
+    from temseg.config import resolve_precision
+
+    auto = SweepConfig(profile="smoke", **grid_cfg)
+    (trial,) = build_trials(auto, datasets, tracking_uri="sqlite:////tmp/x.db", experiment_id="1")
+    resolved = resolve_precision("auto", gpus_per_trial=0)
+    assert trial["train"]["precision"] == trial["meta"]["params"]["precision"] == resolved
+    assert trial["meta"]["trial_key"] == trials[resolved]["meta"]["trial_key"]
+    # bf16 and fp32 train different numbers: different trials, never one MLflow run
+    assert trials["bf16"]["meta"]["trial_key"] != trials["fp32"]["meta"]["trial_key"]
+    assert trial_key(trials["bf16"]["train"]) != trial_key(trials["fp32"]["train"])
+    # where a trial trains is still no part of its key
+    train = trials["bf16"]["train"]
+    assert trial_key({**train, "device": "cuda", "gpu_fraction": 0.25}) == trial_key(train)
+    # the profile and the command line set it; anything else is refused at config build
+    assert load_profile("smoke", {"precision": "fp32"}).precision == "fp32"
+    assert load_profile("smoke").precision == "auto"
+    with pytest.raises(ConfigError, match="precision must be auto, bf16 or fp32"):
+        load_profile("smoke", {"precision": "fp16"})
+    with pytest.raises(ConfigError, match="precision must be auto, bf16 or fp32"):
+        from_dict(SweepConfig, {"precision": "float32"})
+
+
+def test_grid_precision_flag_reaches_the_dry_run_table():
+    out = grid("--profile", "smoke", "--dry-run", "--precision", "fp32")
+    assert out.returncode == 0, out.stderr
+    header, *rows = [line.split() for line in out.stdout.splitlines() if line.strip()][:3]
+    assert "precision" in header
+    assert {row[header.index("precision")] for row in rows} == {"fp32"}
+    bad = grid("--profile", "smoke", "--dry-run", "--precision", "fp16")
+    assert bad.returncode == 2 and "invalid choice: 'fp16'" in bad.stderr
+
+
+def test_data_seed_overrides_the_synthetic_series_seed(tmp_path):
+    from temseg.sweep import load_profile
+
+    out = grid("--profile", "demo", "--dry-run", "--data-seed", 7, "--storage-path", tmp_path / "r")
+    assert out.returncode == 0, out.stderr
+    names = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("hr-2.2nm")}
+    assert names == {f"hr-2.2nm-c{c}-s7_px0.04(planned)" for c in ("0.090", "0.200")}
+    assert not (tmp_path / "r").exists()
+    demo = load_profile("demo")
+    seeded = load_profile("demo", {"synthetic": {"seed": 7}})
+    assert (demo.synthetic.seed, seeded.synthetic.seed) == (0, 7)
+    # only the seed changed: same series otherwise
+    assert dataclasses.replace(seeded.synthetic, seed=0) == demo.synthetic
+    assert load_profile("demo", {"synthetic": {"seed": None}}) == demo
+
+
+KNOBS = {
+    "pixel_size_nm": 0.03,
+    "defocus_nm": [-12, -6],
+    "fringe_free_fraction": 0.5,
+    "coverage": 0.2,
+    "dose": 200,
+    "astigmatism_nm": [0, 1.5],
+}
+
+
+def test_synthetic_generator_knobs_round_trip_and_reject_unknown_ones():
+    from temseg.config import ConfigError, from_dict, to_dict
+    from temseg.sweep import SyntheticData
+
+    raw = {"preset": "hr-2.2nm", "contrasts": [0.02, 0.2], "images": 4, "seed": 3, **KNOBS}
+    s = from_dict(SyntheticData, raw)
+    assert (s.pixel_size_nm, s.defocus_nm, s.astigmatism_nm) == (0.03, (-12.0, -6.0), (0.0, 1.5))
+    assert (s.fringe_free_fraction, s.coverage, s.dose) == (0.5, 0.2, 200.0)
+    assert from_dict(SyntheticData, to_dict(s)) == s
+    assert {k: to_dict(s)[k] for k in raw} == raw
+    assert s.knobs == {k: tuple(v) if isinstance(v, list) else v for k, v in KNOBS.items()}
+    assert s.tag == "px0.03_df-12..-6_ff0.5_cov0.2_dose200_astig0..1.5"
+    # every knob defaults to None: the preset's value
+    default = from_dict(SyntheticData, {"preset": "hr-2.2nm"})
+    assert all(getattr(default, k) is None for k in KNOBS)
+    assert default.knobs == {} and default.tag == "" and default.describe_knobs() == ""
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['defocus'\]"):
+        from_dict(SyntheticData, {**raw, "defocus": [-12, -6]})
+    with pytest.raises(ConfigError, match="defocus_nm must be a range"):
+        from_dict(SyntheticData, {**raw, "defocus_nm": [-6, -12]})
+    with pytest.raises(ConfigError, match="astigmatism_nm must be a range"):
+        from_dict(SyntheticData, {**raw, "astigmatism_nm": [1.0]})
+    with pytest.raises(ConfigError, match="pixel_size_nm: expected a number"):
+        from_dict(SyntheticData, {**raw, "pixel_size_nm": "fine"})
+    with pytest.raises(ConfigError, match="seed must be >= 0"):
+        from_dict(SyntheticData, {**raw, "seed": -1})
+
+
+def test_synthetic_knobs_reach_the_generator_and_the_plan(tmp_path, monkeypatch, capsys):
+    import temseg.data.synth as synth
+    from temseg.config import ConfigError, from_dict
+    from temseg.sweep import (
+        SweepConfig,
+        SyntheticData,
+        planned_datasets,
+        synthetic_datasets,
+        trial_table,
+    )
+
+    s = from_dict(SyntheticData, {"contrasts": [0.02, 0.2], "patch_size": 128, **KNOBS})
+    cfg = SweepConfig(synthetic=s, blocks=(2,), pools=("2-2",), dilation_variants=False)
+    # the dry run plans with the overridden pixel size, in the series' own folder
+    planned = planned_datasets(cfg, tmp_path)
+    assert [d.pixel_size_nm for d in planned] == [0.03, 0.03]
+    assert [d.name for d in planned] == [
+        f"hr-2.2nm-c{c}-s0_{s.tag}(planned)" for c in ("0.020", "0.200")
+    ]
+    assert all(Path(d.path).parent == tmp_path / s.tag for d in planned)
+    assert trial_table(cfg, planned)[0]["rf_nm"] == round(44 * 0.03, 2)
+    # what the generator refuses the dry run refuses too (it checks through the generator)
+    bad = dataclasses.replace(cfg, synthetic=dataclasses.replace(s, contrasts=(1.5,)))
+    with pytest.raises(ConfigError, match=r"synthetic series: contrast C must lie in \[0, 1\)"):
+        planned_datasets(bad, tmp_path)
+
+    calls = []
+    monkeypatch.setattr(
+        synth, "make_contrast_series", lambda out_dir, **kw: calls.append((out_dir, kw)) or []
+    )
+    assert synthetic_datasets(cfg, tmp_path) == []
+    ((out_dir, kw),) = calls
+    assert out_dir == tmp_path / s.tag
+    assert {k: kw[k] for k in KNOBS} == s.knobs
+    assert (kw["preset"], kw["contrasts"], kw["seed"]) == ("hr-2.2nm", (0.02, 0.2), 0)
+    line = capsys.readouterr().out
+    assert "pixel_size_nm 0.03, defocus_nm [-12, -6]" in line and "dose 200" in line
+    # without knobs: the preset's series, in data/ itself, and nothing extra is passed
+    calls.clear()
+    synthetic_datasets(SweepConfig(), tmp_path)
+    ((out_dir, kw),) = calls
+    assert out_dir == tmp_path and not set(kw) & set(KNOBS)
