@@ -48,7 +48,7 @@ Uncertainty and verdict
   of plateau, gain and onset give 95% intervals. Needs >= 3 seeds, and >= 3 trials at the
   median RF (``MIN_SEEDS_INTERVAL``); fewer gives NaN intervals.
 - Verdict "rises with RF" / "falls with RF" when |gain| > t_{0.975, dof} * SE(gain) and, where
-  a bootstrap interval exists, that interval excludes 0. Otherwise "no RF dependence": the
+  a bootstrap interval exists, that interval excludes 0. Otherwise "no detectable dependence": the
   gain is not distinguishable from seed noise; this verdict needs replicate seeds (sigma from
   seeds). "undetermined" when there is no noise estimate, fewer than 3 distinct RFs, or one
   seed per RF and a gain not separable from the fit residual (one seed cannot tell a flat
@@ -59,7 +59,7 @@ Uncertainty and verdict
 Bootstrap refits use the tau grid only (adjacent grid values differ by 3%, far below the
 bootstrap spread). Choosing tau to fit the data makes the t-test somewhat liberal; the
 bootstrap condition counters it. Measured on synthetic curves (40 draws each, noise
-0.004-0.01): flat 9 RFs x 5 seeds gave "no RF dependence" 36 times, flat 4 RFs x 3 seeds 39
+0.004-0.01): flat 9 RFs x 5 seeds gave "no detectable dependence" 36 times, flat 4 RFs x 3 seeds 39
 times; rising curves were called rises 40/40; 95% intervals covered the true gain, plateau
 and onset in 75-90% of draws (percentile intervals from 3-5 seeds run a little narrow).
 
@@ -94,7 +94,7 @@ N_BOOT = 1000
 
 RISES = "rises with RF"
 FALLS = "falls with RF"
-FLAT = "no RF dependence"
+FLAT = "no detectable dependence"
 UNDETERMINED = "undetermined"
 
 _ONSET_LOG = math.log(1.0 / (1.0 - ONSET_FRACTION))  # ln 20
@@ -127,6 +127,10 @@ class PlateauFit:
     plateau_reached: bool
     verdict: str
     note: str
+    # where the onset lies relative to the RFs tested: "none" (inside, measured), "above"
+    # (still rising at the largest RF: onset > RF_max, no number), "below" (reached by the
+    # second RF: onset <= RF_2, not resolved), "" (no rise, so no onset)
+    onset_censored: str = ""
 
     def predict(self, rf_px: np.ndarray | Sequence[float]) -> np.ndarray:
         """The fitted curve at ``rf_px`` (NaN where the fit is undetermined)."""
@@ -397,7 +401,11 @@ def fit_plateau(
         if np.isfinite(onset) and onset < np.unique(rf)[1]:
             notes.append("onset below the second-smallest RF: not resolved by the grid")
 
+    censored = ""
+    if verdict == RISES and np.isfinite(onset):
+        censored = "above" if not reached else "below" if onset <= np.unique(rf)[1] else "none"
     return PlateauFit(
+        onset_censored=censored,
         n_trials=len(y),
         n_rfs=n_rfs,
         n_seeds=n_seeds,
@@ -496,6 +504,15 @@ def fit_plateaus(
             rows.append(row)
     cols = list(GROUP_KEYS) + list(PlateauFit.__dataclass_fields__)
     out = pd.DataFrame(rows, columns=cols)
+    # An onset the grid does not resolve ("above": still rising; "below": reached by the
+    # second RF) is a bound, not a measurement: no number in the table. A zero-width
+    # interval (a fit pinned at a bound in every resample) is no interval either.
+    onset_cols = ["onset_rf_px", "onset_rf_px_lo", "onset_rf_px_hi"]
+    out.loc[out["onset_censored"].isin(["above", "below"]), onset_cols] = np.nan
+    for name in ("onset_rf_px", "gain", "plateau_dice"):
+        lo, hi = f"{name}_lo", f"{name}_hi"
+        pinned = out[lo].astype(float) >= out[hi].astype(float)
+        out.loc[pinned, [lo, hi]] = np.nan
     pixel_size = out["pixel_size_nm"].astype(float)
     for px_col in ("rf_min_px", "rf_max_px", "onset_rf_px", "onset_rf_px_lo", "onset_rf_px_hi"):
         out[px_col.replace("_px", "_nm")] = out[px_col].astype(float) * pixel_size
@@ -520,13 +537,18 @@ def onset_trend(plateaus: pd.DataFrame) -> pd.DataFrame:
     for group_key, g in plateaus.groupby(keys, dropna=False):
         key = dict(zip(keys, group_key, strict=True))
         c = g["contrast"].astype(float)
-        measured = g[(g["verdict"] == RISES) & np.isfinite(g["onset_rf_nm"]) & (c > 0)]
+        cens = g["onset_censored"] if "onset_censored" in g else pd.Series("none", g.index)
+        uncensored = cens == "none"
+        measured = g[(g["verdict"] == RISES) & np.isfinite(g["onset_rf_nm"]) & (c > 0) & uncensored]
         row = {
             **key,
             "num_blocks": int(key["num_blocks"]),
             "n_levels": len(g),
             "n_with_onset": len(measured),
             "n_flat": int((g["verdict"] == FLAT).sum()),
+            # rises whose onset the grid does not resolve: left out of the regression
+            "n_censored_above": int(((g["verdict"] == RISES) & (cens == "above")).sum()),
+            "n_censored_below": int(((g["verdict"] == RISES) & (cens == "below")).sum()),
             "slope": np.nan,
             "slope_se": np.nan,
             "intercept": np.nan,

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import collect, plateau
+from temseg.analysis import answer, collect, plateau
 
 DICE_FORM = (
     "Dice is the pooled hard dice on the particle class, 2 sum(I) / (sum|X| + sum|Y|) over "
@@ -75,6 +75,7 @@ PLATEAU_COLUMNS = [
     "dof",
     "tau",
     "plateau_reached",
+    "onset_censored",
     "n_trials",
     "n_rfs",
     "n_seeds",
@@ -482,7 +483,7 @@ def _plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: P
                 color=color,
                 marker="v",
                 ls="none",
-                label=f"{label}: no RF dependence (onset <= smallest RF)",
+                label=f"{label}: no detectable dependence (onset <= smallest RF)",
             )
         t = trend[
             (trend["pixel_size_nm"] == pixel_size)
@@ -734,19 +735,23 @@ def _findings(
                 f"{low['verdict']} / {high['verdict']}."
             )
     for t in trend.itertuples():
+        left_out = (
+            f"{t.n_flat} level(s) with no detectable dependence, {t.n_censored_above} still "
+            f"rising at the largest RF (onset above the grid), {t.n_censored_below} reaching "
+            "the plateau by the second RF (onset below the grid resolution), left out."
+        )
         if np.isfinite(t.slope):
             extra = f", SE {t.slope_se:.2f}, p = {t.p_value:.3g}" if np.isfinite(t.p_value) else ""
             out.append(
                 f"N={t.num_blocks} {t.strategy} at {t.pixel_size_nm:g} nm/px: onset RF ~ "
-                f"contrast^{t.slope:.2f}{extra} over "
-                f"{t.n_with_onset} level(s) ({t.basis}): {t.direction}; {t.n_flat} level(s) "
-                "without RF dependence."
+                f"contrast^{t.slope:.2f}{extra} over the {t.n_with_onset} level(s) with a "
+                f"rise and an onset inside the tested RFs: {t.direction}; {left_out}"
             )
         else:
             out.append(
                 f"N={t.num_blocks} {t.strategy} at {t.pixel_size_nm:g} nm/px: onset trend "
-                f"undetermined: {t.n_with_onset} of {t.n_levels} level(s) have an onset, "
-                f"{t.n_flat} show no RF dependence."
+                f"undetermined: {t.n_with_onset} of {t.n_levels} level(s) have a measured "
+                f"onset (2 needed); {left_out}"
             )
     for r in fourier[np.isfinite(fourier["fourier_dice"])].itertuples():
         best = summary[summary["dataset"] == r.dataset]["test_hard_dice_mean"].max()
@@ -767,28 +772,6 @@ def _findings(
                     f"{'' if closest else 'not '}the closest to the Fourier filter."
                 )
     return out
-
-
-def _with_basis(trend: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
-    """Onset trend from significant rises; where fewer than 2 levels have one, from point
-    estimates of rising fits without a verdict (labelled so)."""
-    strict = trend.assign(basis="rises with a verdict")
-    loose_src = plateaus.copy()
-    rising = (loose_src["verdict"] == plateau.UNDETERMINED) & (loose_src["gain"] > 0)
-    loose_src.loc[rising, "verdict"] = plateau.RISES
-    loose = plateau.onset_trend(loose_src).assign(basis="point estimates, no verdict")
-    rows = []
-    for i, row in strict.iterrows():
-        if row["n_with_onset"] < 2:
-            same = np.ones(len(loose), dtype=bool)
-            for key in plateau.TREND_KEYS:
-                same &= (loose[key] == row[key]).to_numpy()
-            alt = loose[same]
-            if len(alt) and alt["n_with_onset"].iloc[0] >= 2:
-                rows.append(alt.iloc[0])
-                continue
-        rows.append(strict.loc[i])
-    return pd.DataFrame(rows).reset_index(drop=True) if rows else strict
 
 
 def _safe_name(name: str) -> str:
@@ -848,7 +831,12 @@ def write_report(
 
     summary = collect.aggregate_seeds(trials)[SUMMARY_COLUMNS]
     plateaus = plateau.fit_plateaus(trials, n_boot=n_boot, rng=rng)[PLATEAU_COLUMNS]
-    trend = _with_basis(plateau.onset_trend(plateaus), plateaus)
+    answers = answer.level_answers(done, plateaus)
+    improving = answer.still_improving(trials)
+    if len(improving):
+        histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
+        improving = answer.still_improving(trials, histories)
+    trend = plateau.onset_trend(plateaus)
     failed = collect.failed(trials)[FAILED_COLUMNS]
 
     levels = done.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
@@ -874,6 +862,7 @@ def write_report(
     failed.to_csv(out / "failed_trials.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     plateaus.to_csv(out / "plateaus.csv", index=False)
+    answers.to_csv(out / "answers.csv", index=False)
     trend.to_csv(out / "onset_trend.csv", index=False)
     fourier.to_csv(out / "fourier.csv", index=False)
     fn.to_csv(out / "fn_overlap.csv", index=False)
@@ -911,6 +900,8 @@ def write_report(
     doc = _build_doc(
         experiment,
         client.tracking_uri,
+        answers,
+        improving,
         trials,
         summary,
         plateaus,
@@ -929,6 +920,8 @@ def write_report(
 def _build_doc(
     experiment: str,
     uri: str,
+    answers: pd.DataFrame,
+    improving: pd.DataFrame,
     trials: pd.DataFrame,
     summary: pd.DataFrame,
     plateaus: pd.DataFrame,
@@ -949,6 +942,35 @@ def _build_doc(
         f"{len(summary)} dataset x architecture cell(s)."
     )
     doc.p(DICE_FORM)
+
+    doc.h(2, "Answer: which receptive field is enough")
+    doc.ul(list(answers["sentence"]) or ["(no plateau fit: too few RFs or trials)"])
+    doc.p(
+        "Gain: plateau fit's dice at the plateau minus at the smallest RF, 95% interval from "
+        "a bootstrap over whole seeds. Seeds: per seed, dice at the largest minus the "
+        "smallest RF. Enough: the smallest tested RF whose seed-mean dice, within one standard "
+        "error over seeds, reaches the lower end of the plateau's interval."
+    )
+    if len(improving):
+        n_done = int((trials["status"] == "FINISHED").sum())
+        doc.p(
+            f"**Still improving: {len(improving)} of {n_done} finished trial(s) had their best "
+            "validation dice at their last epoch (raise --epochs):** "
+            + ", ".join(
+                f"{r.run_name} ({int(r.best_epoch)}/{int(r.epochs)}"
+                + (
+                    f", last epoch {r.last_epoch_gain:+.4f}"
+                    if np.isfinite(r.last_epoch_gain)
+                    else ""
+                )
+                + ")"
+                for r in improving.itertuples()
+            )
+            + ". (last epoch: validation dice of the last epoch minus the best before it; "
+            "a few thousandths at the end of a decayed learning rate is convergence.)"
+        )
+    else:
+        doc.p("Convergence: every finished trial had its best validation epoch before its last.")
 
     doc.h(2, "Findings")
     doc.ul(_findings(plateaus, trend, fourier, fn, summary) or ["(too few levels to compare)"])
@@ -1055,7 +1077,7 @@ def _build_doc(
     doc.h(2, "Notes")
     doc.ul(notes or ["nothing was left out."])
     doc.p(
-        "Files: summary.csv, plateaus.csv, onset_trend.csv, fourier.csv, fn_overlap.csv, "
+        "Files: answers.csv, summary.csv, plateaus.csv, onset_trend.csv, fourier.csv, fn_overlap.csv, "
         "trials.csv, failed_trials.csv, the PNG figures, report.md, report.html."
     )
     return doc

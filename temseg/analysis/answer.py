@@ -1,0 +1,223 @@
+"""The study's answer in words: per contrast level, how much a larger receptive field gains,
+with its seed interval, and which tested RF is enough.
+
+Pure pandas on the per-trial table (:func:`temseg.analysis.collect.load_runs`) and the plateau
+fits (:func:`temseg.analysis.plateau.fit_plateaus`); the report puts these sentences first.
+
+Definitions (one place, used by the report and the README's numbers):
+
+- gain: the plateau fit's gain, dice at the plateau minus dice at the smallest RF, with the
+  2.5-97.5 % interval of the bootstrap over whole seeds; verdict as the fit says.
+- seeds agreeing: per seed, dice at the largest tested RF minus dice at the smallest (the
+  seeds are paired: one seed gives every architecture the same initial state, data order and
+  augmentation); "k of n seeds gain" counts those above zero.
+- where the plateau starts: the fitted onset (95 % of the gain) with its interval when it lies
+  inside the tested RFs; otherwise "beyond the largest RF" (still rising) or "by the second
+  RF" (not resolved by the grid), with no number.
+- enough RF: the smallest tested RF whose seed-mean dice, give or take one standard error
+  over seeds, reaches the lower end of the plateau's 95 % interval (the plateau point
+  estimate when there is no interval); with its seed-mean dice and standard deviation. (The
+  plateau is an asymptote: a finite RF's mean sits a little below it even on the plateau.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from temseg.analysis import plateau
+
+ANSWER_COLUMNS = [
+    "dataset",
+    "contrast",
+    "pixel_size_nm",
+    "num_blocks",
+    "strategy",
+    "verdict",
+    "gain",
+    "gain_lo",
+    "gain_hi",
+    "n_seeds",
+    "n_seeds_gaining",
+    "seed_gains",
+    "onset_censored",
+    "onset_rf_px",
+    "onset_rf_px_lo",
+    "onset_rf_px_hi",
+    "enough_rf_px",
+    "enough_rf_nm",
+    "enough_dice_mean",
+    "enough_dice_std",
+    "plateau_dice",
+    "plateau_dice_lo",
+    "plateau_dice_hi",
+    "resolvable_gain",
+    "sentence",
+]
+
+
+def still_improving(trials: pd.DataFrame, histories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Finished trials whose best validation epoch is their last: training may not have
+    converged (raise ``--epochs``); their dice may understate what the architecture can do.
+
+    With ``histories`` (:func:`temseg.analysis.collect.load_histories` of ``val_hard_dice``)
+    the column ``last_epoch_gain`` says by how much the last epoch beat every earlier one: a
+    few thousandths at the end of a decayed learning rate is convergence, not a trend.
+    """
+    done = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["best_epoch"])]
+    last = done[done["best_epoch"].astype(float) >= done["epochs"].astype(float)].copy()
+    last["last_epoch_gain"] = math.nan
+    if histories is not None and len(last):
+        val = histories[histories["metric"] == "val_hard_dice"]
+        for i, r in last.iterrows():
+            h = val[val["run_id"] == r["run_id"]].sort_values("step")["value"].to_numpy()
+            if len(h) >= 2:
+                last.loc[i, "last_epoch_gain"] = float(h[-1] - h[:-1].max())
+    return last
+
+
+def _seed_gains(members: pd.DataFrame) -> list[float]:
+    """Per seed: dice at the largest RF minus dice at the smallest (seeds with both)."""
+    lo, hi = members["rf_px"].min(), members["rf_px"].max()
+    by = members.groupby("seed")
+    out = []
+    for _, g in by:
+        a = g.loc[g["rf_px"] == lo, "test_hard_dice"]
+        b = g.loc[g["rf_px"] == hi, "test_hard_dice"]
+        if len(a) and len(b):
+            out.append(float(b.mean() - a.mean()))
+    return out
+
+
+def _px_nm(px: float, pixel_size: float) -> str:
+    return f"{px:.0f} px ({px * pixel_size:.2f} nm)"
+
+
+def _level_name(row: pd.Series) -> str:
+    return f"{row['dataset']} (measured contrast {float(row['contrast']):.3g})"
+
+
+def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
+    """One row per plateau fit: the answer's numbers and its sentence (see module docstring)."""
+    ok = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["test_hard_dice"])]
+    rows = []
+    for p in plateaus.itertuples(index=False):
+        p = pd.Series(p._asdict())
+        g = ok[
+            (ok["dataset"] == p["dataset"])
+            & (ok["num_blocks"] == p["num_blocks"])
+            & (ok["strategy"] == p["strategy"])
+        ]
+        if g.empty:
+            continue
+        px = float(p["pixel_size_nm"])
+        means = g.groupby("rf_px")["test_hard_dice"].agg(["mean", "std", "count"]).sort_index()
+        gains = _seed_gains(g)
+        threshold = p["plateau_dice_lo"] if np.isfinite(p["plateau_dice_lo"]) else p["plateau_dice"]
+        se = (means["std"] / np.sqrt(means["count"])).fillna(0.0)
+        reach = means["mean"] + se >= threshold - 1e-12
+        enough = means[reach] if np.isfinite(threshold) else means[:0]
+        t_crit = (
+            float(plateau.stats.t.ppf((1 + plateau.CONFIDENCE) / 2, p["dof"]))
+            if p["dof"] > 0
+            else math.nan
+        )
+        row = {
+            **{k: p[k] for k in ("dataset", "contrast", "pixel_size_nm", "num_blocks")},
+            "strategy": p["strategy"],
+            "verdict": p["verdict"],
+            "gain": p["gain"],
+            "gain_lo": p["gain_lo"],
+            "gain_hi": p["gain_hi"],
+            "n_seeds": len(gains),
+            "n_seeds_gaining": int(sum(v > 0 for v in gains)),
+            "seed_gains": " ".join(f"{v:+.3f}" for v in gains),
+            "onset_censored": p.get("onset_censored", ""),
+            "onset_rf_px": p["onset_rf_px"],
+            "onset_rf_px_lo": p["onset_rf_px_lo"],
+            "onset_rf_px_hi": p["onset_rf_px_hi"],
+            "enough_rf_px": float(enough.index[0]) if len(enough) else math.nan,
+            "enough_rf_nm": float(enough.index[0]) * px if len(enough) else math.nan,
+            "enough_dice_mean": float(enough["mean"].iloc[0]) if len(enough) else math.nan,
+            "enough_dice_std": float(enough["std"].iloc[0]) if len(enough) else math.nan,
+            "plateau_dice": p["plateau_dice"],
+            "plateau_dice_lo": p["plateau_dice_lo"],
+            "plateau_dice_hi": p["plateau_dice_hi"],
+            "resolvable_gain": t_crit * p["gain_se"] if np.isfinite(t_crit) else math.nan,
+        }
+        row["sentence"] = _sentence(row, p, means)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
+
+
+def _interval(lo: float, hi: float, fmt: str) -> str:
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f" [95% seed interval {lo:{fmt}}, {hi:{fmt}}]"
+    return " (no interval: fewer than 3 seeds)"
+
+
+def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
+    px = float(p["pixel_size_nm"])
+    rf_min, rf_max = float(means.index.min()), float(means.index.max())
+    rf_2 = float(means.index[1]) if len(means) > 1 else rf_max
+    head = f"{_level_name(p)}, N={p['num_blocks']} {p['strategy']}: "
+    seeds = (
+        f"{row['n_seeds_gaining']} of {row['n_seeds']} seeds gain from "
+        f"{rf_min:.0f} to {rf_max:.0f} px ({row['seed_gains']})"
+        if row["n_seeds"]
+        else "no seed has both the smallest and the largest RF"
+    )
+    verdict = row["verdict"]
+    if verdict == plateau.FLAT:
+        res = row["resolvable_gain"]
+        return (
+            head
+            + f"no detectable dependence on RF (gain {row['gain']:+.3f}"
+            + _interval(row["gain_lo"], row["gain_hi"], "+.3f")
+            + (
+                f"; gains below {res:.3f} are not resolvable with these seeds"
+                if np.isfinite(res)
+                else ""
+            )
+            + f"); {seeds}. The smallest RF tested, {_px_nm(rf_min, px)}, is enough."
+        )
+    if verdict == plateau.UNDETERMINED:
+        return (
+            head
+            + f"undetermined ({p['note'] or 'too few seeds or RFs'}); dice "
+            + f"{means['mean'].iloc[0]:.3f} at {_px_nm(rf_min, px)} and "
+            + f"{means['mean'].iloc[-1]:.3f} at {_px_nm(rf_max, px)}; {seeds}."
+        )
+    word = "rises" if verdict == plateau.RISES else "falls"
+    text = (
+        head
+        + f"dice {word} with RF by {row['gain']:+.3f}"
+        + _interval(row["gain_lo"], row["gain_hi"], "+.3f")
+        + f" from {_px_nm(rf_min, px)} to a plateau of {row['plateau_dice']:.3f}"
+        + (
+            f" [{row['plateau_dice_lo']:.3f}, {row['plateau_dice_hi']:.3f}]"
+            if np.isfinite(row["plateau_dice_lo"])
+            else ""
+        )
+    )
+    censored = row["onset_censored"]
+    if censored == "none":
+        lo, hi = row["onset_rf_px_lo"], row["onset_rf_px_hi"]
+        text += f", reached at {_px_nm(row['onset_rf_px'], px)}" + (
+            f" [{lo:.0f}, {hi:.0f} px]" if np.isfinite(lo) and np.isfinite(hi) else ""
+        )
+    elif censored == "above":
+        text += f"; still rising at the largest RF tested ({_px_nm(rf_max, px)}): test larger RFs"
+    elif censored == "below":
+        text += f", reached by the second RF tested ({_px_nm(rf_2, px)}; not resolved further)"
+    text += f"; {seeds}."
+    if np.isfinite(row["enough_rf_px"]) and verdict == plateau.RISES:
+        text += (
+            f" Enough: RF {_px_nm(row['enough_rf_px'], px)}, dice "
+            f"{row['enough_dice_mean']:.3f}"
+            + (f" +- {row['enough_dice_std']:.3f}" if np.isfinite(row["enough_dice_std"]) else "")
+            + ", within the plateau's interval."
+        )
+    return text
