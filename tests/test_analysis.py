@@ -69,7 +69,22 @@ def test_fit_recovers_known_parameters_from_noisy_curves(truth):
     assert fit.onset_rf_px == pytest.approx(onset, rel=0.35)
     assert fit.onset_rf_px_lo < fit.onset_rf_px < fit.onset_rf_px_hi
     assert fit.gain_lo < fit.gain < fit.gain_hi
-    assert fit.sigma_source == "seeds" and fit.dof == len(dice) - len(N2_RFS)
+    # seeds are paired blocks: dof of the additive RF + seed model, (9 - 1) x (5 - 1)
+    assert fit.sigma_source == "seeds" and fit.dof == (len(N2_RFS) - 1) * (5 - 1)
+
+
+def test_seed_offsets_shared_by_every_rf_are_not_noise_in_the_gain():
+    # dice = curve + a per-seed offset (a seed that trains badly does so at every RF) + small
+    # noise: the gain is resolved, and sigma is the small noise, not the offsets' spread
+    rf = np.tile([44.0, 80.0, 104.0, 120.0], 3)
+    seeds = np.repeat([752, 2245, 140], 4)
+    offsets = np.repeat([0.0, -0.08, 0.05], 4)
+    noise = np.array([1, -1, 0, 1, -1, 0, 1, -1, 0, 1, -1, 0]) * 0.004
+    dice = saturating(rf, 0.70, 0.08, 0.4) + offsets + noise
+    fit = fit_plateau(rf, dice, seeds, rng=0)
+    assert fit.verdict == RISES
+    assert fit.dof == (4 - 1) * (3 - 1)
+    assert fit.sigma < 0.01  # the offsets (sd 0.065) are not in it
 
 
 def test_flat_curve_gives_no_rf_dependence():

@@ -1,23 +1,26 @@
 """The study's answer in words: per contrast level, how much a larger receptive field gains,
-with its seed interval, and which tested RF is enough.
+with its seed interval, where the gain stops, and which tested RF is enough.
 
 Pure pandas on the per-trial table (:func:`temseg.analysis.collect.load_runs`) and the plateau
-fits (:func:`temseg.analysis.plateau.fit_plateaus`); the report puts these sentences first.
+fits (:func:`temseg.analysis.plateau.fit_plateaus`); the report and the sweep's last lines put
+these sentences first.
 
 Definitions (one place, used by the report and the README's numbers):
 
-- gain: the plateau fit's gain, dice at the plateau minus dice at the smallest RF, with the
-  2.5-97.5 % interval of the bootstrap over whole seeds; verdict as the fit says.
-- seeds agreeing: per seed, dice at the largest tested RF minus dice at the smallest (the
-  seeds are paired: one seed gives every architecture the same initial state, data order and
-  augmentation); "k of n seeds gain" counts those above zero.
+- seeds agreeing: per seed, dice at the largest tested RF minus dice at the smallest (seeds
+  are paired: one seed gives every architecture the same initial state, data order and
+  augmentation); "k of n seeds gain" counts those above zero. ``observed_gain`` is their
+  mean, with the 2.5-97.5 % interval of a bootstrap over seeds (coarse with 3 seeds).
+- gain: where the plateau is reached inside the tested RFs, the plateau fit's gain (dice at
+  the plateau minus at the smallest RF) with its bootstrap interval over whole seeds; where
+  the curve is still rising at the largest RF (onset censored "above"), the fitted plateau is
+  an extrapolation, so the answer gives the observed gain instead, as "at least".
 - where the plateau starts: the fitted onset (95 % of the gain) with its interval when it lies
-  inside the tested RFs; otherwise "beyond the largest RF" (still rising) or "by the second
-  RF" (not resolved by the grid), with no number.
-- enough RF: the smallest tested RF whose seed-mean dice, give or take one standard error
-  over seeds, reaches the lower end of the plateau's 95 % interval (the plateau point
-  estimate when there is no interval); with its seed-mean dice and standard deviation. (The
-  plateau is an asymptote: a finite RF's mean sits a little below it even on the plateau.)
+  inside the tested RFs; "beyond the largest RF" (still rising) or "by the second RF" (not
+  resolved by the grid), with no number, otherwise.
+- enough RF: the smallest tested RF at or above the onset ("none": the onset; "below": the
+  second RF); none when the curve is still rising (the largest tested RF is then the best
+  available, not a plateau).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ ANSWER_COLUMNS = [
     "gain",
     "gain_lo",
     "gain_hi",
+    "observed_gain",
+    "observed_gain_lo",
+    "observed_gain_hi",
     "n_seeds",
     "n_seeds_gaining",
     "seed_gains",
@@ -91,6 +97,18 @@ def _seed_gains(members: pd.DataFrame) -> list[float]:
     return out
 
 
+def _bootstrap_mean(values: list[float], n_boot: int = 2000) -> tuple[float, float, float]:
+    """Mean of per-seed values and the 2.5-97.5 % interval of a bootstrap over the seeds."""
+    if not values:
+        return math.nan, math.nan, math.nan
+    v = np.asarray(values, dtype=float)
+    if len(v) < plateau.MIN_SEEDS_INTERVAL:
+        return float(v.mean()), math.nan, math.nan
+    draws = np.random.default_rng(0).integers(0, len(v), size=(n_boot, len(v)))
+    lo, hi = np.percentile(v[draws].mean(axis=1), [2.5, 97.5])
+    return float(v.mean()), float(lo), float(hi)
+
+
 def _px_nm(px: float, pixel_size: float) -> str:
     return f"{px:.0f} px ({px * pixel_size:.2f} nm)"
 
@@ -115,10 +133,16 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
         px = float(p["pixel_size_nm"])
         means = g.groupby("rf_px")["test_hard_dice"].agg(["mean", "std", "count"]).sort_index()
         gains = _seed_gains(g)
-        threshold = p["plateau_dice_lo"] if np.isfinite(p["plateau_dice_lo"]) else p["plateau_dice"]
-        se = (means["std"] / np.sqrt(means["count"])).fillna(0.0)
-        reach = means["mean"] + se >= threshold - 1e-12
-        enough = means[reach] if np.isfinite(threshold) else means[:0]
+        censored = p.get("onset_censored", "")
+        rfs = means.index.to_numpy(dtype=float)
+        if censored == "none":
+            enough_rf = float(rfs[rfs >= p["onset_rf_px"]].min())
+        elif censored == "below" and len(rfs) > 1:
+            enough_rf = float(rfs[1])
+        else:
+            enough_rf = math.nan
+        enough = means.loc[[enough_rf]] if np.isfinite(enough_rf) else means[:0]
+        obs, obs_lo, obs_hi = _bootstrap_mean(gains)
         t_crit = (
             float(plateau.stats.t.ppf((1 + plateau.CONFIDENCE) / 2, p["dof"]))
             if p["dof"] > 0
@@ -131,10 +155,13 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
             "gain": p["gain"],
             "gain_lo": p["gain_lo"],
             "gain_hi": p["gain_hi"],
+            "observed_gain": obs,
+            "observed_gain_lo": obs_lo,
+            "observed_gain_hi": obs_hi,
             "n_seeds": len(gains),
             "n_seeds_gaining": int(sum(v > 0 for v in gains)),
             "seed_gains": " ".join(f"{v:+.3f}" for v in gains),
-            "onset_censored": p.get("onset_censored", ""),
+            "onset_censored": censored,
             "onset_rf_px": p["onset_rf_px"],
             "onset_rf_px_lo": p["onset_rf_px_lo"],
             "onset_rf_px_hi": p["onset_rf_px_hi"],
@@ -181,7 +208,8 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
                 if np.isfinite(res)
                 else ""
             )
-            + f"); {seeds}. The smallest RF tested, {_px_nm(rf_min, px)}, is enough."
+            + f"); {seeds}. No RF tested is detectably better than the smallest, "
+            + f"{_px_nm(rf_min, px)}."
         )
     if verdict == plateau.UNDETERMINED:
         return (
@@ -191,6 +219,19 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
             + f"{means['mean'].iloc[-1]:.3f} at {_px_nm(rf_max, px)}; {seeds}."
         )
     word = "rises" if verdict == plateau.RISES else "falls"
+    censored = row["onset_censored"]
+    if censored == "above":
+        return (
+            head
+            + f"dice {word} with RF and is still {'rising' if word == 'rises' else 'falling'} "
+            + f"at the largest RF tested, {_px_nm(rf_max, px)}: a gain of at least "
+            + f"{row['observed_gain']:+.3f}"
+            + _interval(row["observed_gain_lo"], row["observed_gain_hi"], "+.3f")
+            + f" from {_px_nm(rf_min, px)} (dice {means['mean'].iloc[0]:.3f} -> "
+            + f"{means['mean'].iloc[-1]:.3f}); {seeds}. The plateau lies beyond the RFs "
+            + "tested (the fitted one is an extrapolation): no tested RF is enough, the largest "
+            + "is the best available; test larger RFs."
+        )
     text = (
         head
         + f"dice {word} with RF by {row['gain']:+.3f}"
@@ -202,14 +243,11 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
             else ""
         )
     )
-    censored = row["onset_censored"]
     if censored == "none":
         lo, hi = row["onset_rf_px_lo"], row["onset_rf_px_hi"]
         text += f", reached at {_px_nm(row['onset_rf_px'], px)}" + (
             f" [{lo:.0f}, {hi:.0f} px]" if np.isfinite(lo) and np.isfinite(hi) else ""
         )
-    elif censored == "above":
-        text += f"; still rising at the largest RF tested ({_px_nm(rf_max, px)}): test larger RFs"
     elif censored == "below":
         text += f", reached by the second RF tested ({_px_nm(rf_2, px)}; not resolved further)"
     text += f"; {seeds}."
@@ -218,6 +256,6 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
             f" Enough: RF {_px_nm(row['enough_rf_px'], px)}, dice "
             f"{row['enough_dice_mean']:.3f}"
             + (f" +- {row['enough_dice_std']:.3f}" if np.isfinite(row["enough_dice_std"]) else "")
-            + ", within the plateau's interval."
+            + " (seed mean +- sd)."
         )
     return text

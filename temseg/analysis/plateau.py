@@ -37,8 +37,10 @@ instead of extrapolating a plateau from a straight line. Every trial (RF, seed) 
 
 Uncertainty and verdict
 -----------------------
-- Seed noise sigma: the pooled within-RF standard deviation over seeds (``sigma_source =
-  "seeds"``). With one seed per RF there is none; the fit residual sqrt(SSE / (n - 3)) stands
+- Seed noise sigma: the residual standard deviation of an additive model dice = RF effect +
+  seed effect (``sigma_source = "seeds"``): seeds are paired blocks (one seed, same initial
+  state, batch order and augmentation at every RF), so a seed's shared offset cancels in the
+  gain and is not counted as noise. With one seed per RF there is none; the fit residual sqrt(SSE / (n - 3)) stands
   in (``"residual"``, lack of fit and seed noise together); with n = 3 points neither exists.
 - SE(gain) = sigma / sqrt(sum (e_i - mean e)^2), e_i = exp(-(x_i - x0) / tau), the standard
   error of the gain given the fitted tau.
@@ -62,6 +64,8 @@ bootstrap condition counters it. Measured on synthetic curves (40 draws each, no
 0.004-0.01): flat 9 RFs x 5 seeds gave "no detectable dependence" 36 times, flat 4 RFs x 3 seeds 39
 times; rising curves were called rises 40/40; 95% intervals covered the true gain, plateau
 and onset in 75-90% of draws (percentile intervals from 3-5 seeds run a little narrow).
+(Measured with a plain within-RF sigma, before the paired seed model; those synthetic curves
+had independent noise and no seed offsets, where the two estimates agree in expectation.)
 
 Groups: one fit per (dataset, N, strategy). Pooling = the undilated trials; dilation = the
 dilated trials plus the undilated ones with the same pools (the d = 1 start of the series).
@@ -248,14 +252,30 @@ def _observed_gain(rf: np.ndarray, y: np.ndarray) -> float:
     return float(y[rf == rf.max()].mean() - y[rf == rf.min()].mean())
 
 
-def _seed_sigma(rf: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Pooled within-RF standard deviation over seeds and its degrees of freedom."""
-    ss, dof = 0.0, 0
-    for r in np.unique(rf):
-        v = y[rf == r]
-        ss += float(((v - v.mean()) ** 2).sum())
-        dof += len(v) - 1
-    return (math.sqrt(ss / dof), dof) if dof else (float("nan"), 0)
+def _seed_sigma(rf: np.ndarray, y: np.ndarray, seeds: np.ndarray) -> tuple[float, int]:
+    """Seed noise of one trial's dice, with seeds as paired blocks, and its degrees of freedom.
+
+    One seed gives every architecture the same initial state, batch order and augmentation,
+    so a seed that trains well does so at every RF: dice = RF effect + seed effect + noise.
+    The residual of that additive two-way model (least squares with one indicator per RF and
+    one per seed) is the noise a comparison between RFs sees; dof = n - rank. A seed's shared
+    offset is not noise in the gain (it cancels between RFs), and counting it, as a plain
+    within-RF standard deviation does, understates what the seeds resolve. With one trial per
+    RF there is no replicate: (NaN, 0).
+    """
+    rf_levels, rf_idx = np.unique(rf, return_inverse=True)
+    seed_levels, seed_idx = np.unique(seeds, return_inverse=True)
+    if len(y) <= len(rf_levels):
+        return float("nan"), 0
+    design = np.zeros((len(y), len(rf_levels) + len(seed_levels)))
+    design[np.arange(len(y)), rf_idx] = 1.0
+    design[np.arange(len(y)), len(rf_levels) + seed_idx] = 1.0
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    dof = len(y) - int(np.linalg.matrix_rank(design))
+    if dof <= 0:
+        return float("nan"), 0
+    resid = y - design @ coef
+    return math.sqrt(float(resid @ resid) / dof), dof
 
 
 def fit_plateau(
@@ -331,7 +351,7 @@ def fit_plateau(
     plateau, gain, sse = float(plateau_arr[0, 0]), float(gain_arr[0, 0]), float(sse[0, 0])
     onset = onset_from_tau(float(rf.min()), tau)
 
-    sigma, dof = _seed_sigma(rf, y)
+    sigma, dof = _seed_sigma(rf, y, seed_arr)
     source = "seeds"
     if dof == 0:
         dof = len(y) - 3

@@ -946,28 +946,33 @@ def _build_doc(
     doc.h(2, "Answer: which receptive field is enough")
     doc.ul(list(answers["sentence"]) or ["(no plateau fit: too few RFs or trials)"])
     doc.p(
-        "Gain: plateau fit's dice at the plateau minus at the smallest RF, 95% interval from "
-        "a bootstrap over whole seeds. Seeds: per seed, dice at the largest minus the "
-        "smallest RF. Enough: the smallest tested RF whose seed-mean dice, within one standard "
-        "error over seeds, reaches the lower end of the plateau's interval."
+        "Gain: the plateau fit's dice at the plateau minus at the smallest RF, 95% interval "
+        "from a bootstrap over whole seeds; where dice still rises at the largest RF the "
+        "fitted plateau is an extrapolation and the answer gives the observed gain (largest "
+        "minus smallest RF, seed mean and bootstrap interval) as a lower bound. Seeds: per "
+        "seed, dice at the largest minus the smallest RF. Enough: the smallest tested RF at "
+        "or above the fitted onset (95% of the gain); none while dice is still rising."
     )
     if len(improving):
-        n_done = int((trials["status"] == "FINISHED").sum())
+        gains = improving["last_epoch_gain"].astype(float).dropna()
+        spread = (
+            f"; their last epoch added {gains.min():+.4f} to {gains.max():+.4f} validation "
+            f"dice (median {gains.median():+.4f}): a few thousandths at the end of a decayed "
+            "learning rate is convergence, more is a trend"
+            if len(gains)
+            else ""
+        )
         doc.p(
-            f"**Still improving: {len(improving)} of {n_done} finished trial(s) had their best "
-            "validation dice at their last epoch (raise --epochs):** "
+            f"**Best epoch = last epoch: {len(improving)} of {n_done} finished trial(s)**"
+            f"{spread}. If the gains are large, raise --epochs. Trials (best/epochs, last "
+            "epoch's gain): "
             + ", ".join(
                 f"{r.run_name} ({int(r.best_epoch)}/{int(r.epochs)}"
-                + (
-                    f", last epoch {r.last_epoch_gain:+.4f}"
-                    if np.isfinite(r.last_epoch_gain)
-                    else ""
-                )
+                + (f", {r.last_epoch_gain:+.4f}" if np.isfinite(r.last_epoch_gain) else "")
                 + ")"
                 for r in improving.itertuples()
             )
-            + ". (last epoch: validation dice of the last epoch minus the best before it; "
-            "a few thousandths at the end of a decayed learning rate is convergence.)"
+            + "."
         )
     else:
         doc.p("Convergence: every finished trial had its best validation epoch before its last.")
@@ -985,8 +990,9 @@ def _build_doc(
         "exponential approach in log RF; onset = RF where 95% of the gain is reached = "
         "RF_min * 20^tau. Intervals: 2.5-97.5 percentiles of a bootstrap over seeds (whole "
         "seeds resampled; needs >= 3 seeds per RF). Verdict: a rise (or fall) when |gain| > "
-        "t(0.975, dof) x SE(gain), SE from the seed scatter at each RF (or the fit residual "
-        "with one seed), and the bootstrap interval of the gain excludes 0; **no RF "
+        "t(0.975, dof) x SE(gain), SE from the seed noise of an additive RF + seed model (seeds "
+        "are paired: a seed's shared offset cancels between RFs; the fit residual with one "
+        "seed), and the bootstrap interval of the gain excludes 0; **no detectable "
         "dependence** when not (needs replicate seeds); **undetermined** without a noise "
         "estimate or with one seed and a gain not separable from the residual. "
         "`observed_gain` is the plain mean dice at the largest minus the smallest RF."
