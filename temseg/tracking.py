@@ -87,24 +87,33 @@ def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
         )
 
 
+# MLflow 3's UI opens an experiment as model training (runs, charts) only with this tag;
+# untagged, it opens the GenAI view (traces) and the runs are one toggle away
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """Id of experiment ``name``, creating it (with absolute artifact storage for SQLite)."""
+    """Id of experiment ``name``, creating it (with absolute artifact storage for SQLite),
+    tagged as model training for MLflow's UI (also when it already existed untagged)."""
     check_tracking(uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        root = Path(uri[len("sqlite:///") :]).parent / "mlartifacts"
-        location = (root / name).resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently by someone else
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:///"):
+            root = Path(uri[len("sqlite:///") :]).parent / "mlartifacts"
+            location = (root / name).resolve().as_uri()
+        try:
+            client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        except Exception:  # created concurrently by someone else
+            pass
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            raise
-        return exp.experiment_id
+            raise RuntimeError(f"MLflow experiment {name!r} could not be created at {uri}")
+    for key, value in EXPERIMENT_KIND.items():
+        if exp.tags.get(key) != value:
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    return exp.experiment_id
 
 
 def find_runs(uri: str, experiment_id: str, key: str) -> list:

@@ -123,6 +123,11 @@ def test_smoke_sweep_into_sqlite(tmp_path, store128):
         "1-1-1",
     )
     assert (p["rf_exact_min_px"], p["rf_exact_max_px"]) == ("116", "132")
+    # MLflow's UI opens the experiment as model training, not as a GenAI experiment
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(uri).get_experiment(runs[0].info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     # running the same sweep again trains nothing and duplicates nothing
     again = grid(*sweep_args(tmp_path, store128, uri))
     assert again.returncode == 0, again.stderr
