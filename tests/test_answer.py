@@ -159,3 +159,15 @@ def test_auto_precision_follows_the_hardware(tmp_path):
     assert resolve_precision("auto", gpus_per_trial=0) == (
         "bf16" if cpu_has_native_bf16() else "fp32"
     )
+
+
+def test_a_dilation_series_is_answered_from_its_undilated_start_as_the_fit_is():
+    # pools 2-2 at dilation 1 (44 px, tagged pooling) then dilated 2-2 networks (60, 84 px)
+    trials = trials_table(lambda rf: 0.6 + 0.001 * rf, rfs=(44, 60, 84))
+    trials["pools"] = "2-2"
+    trials["dilations"] = trials["rf_px"].map({44: "1-1-1", 60: "1-1-2", 84: "2-2-2"})
+    trials["strategy"] = np.where(trials["rf_px"] == 44, "pooling", "dilation")
+    fits, ans = answers_of(trials)
+    row = ans.set_index("strategy").loc["dilation"]
+    assert row["n_seeds"] == 3  # every seed has the 44 px start and the 84 px end
+    assert row["observed_gain"] == pytest.approx(0.001 * (84 - 44))

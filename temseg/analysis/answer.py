@@ -123,11 +123,9 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for p in plateaus.itertuples(index=False):
         p = pd.Series(p._asdict())
-        g = ok[
-            (ok["dataset"] == p["dataset"])
-            & (ok["num_blocks"] == p["num_blocks"])
-            & (ok["strategy"] == p["strategy"])
-        ]
+        level = ok[(ok["dataset"] == p["dataset"]) & (ok["num_blocks"] == p["num_blocks"])]
+        # the same membership as the fit (a dilation series starts at its undilated network)
+        g = plateau._strategy_members(level).get(p["strategy"], level[:0])
         if g.empty:
             continue
         px = float(p["pixel_size_nm"])
