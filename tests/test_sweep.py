@@ -100,8 +100,8 @@ def test_dry_run_prints_the_table_and_runs_nothing(tmp_path):
     out = grid("--profile", "paper", "--dry-run", "--storage-path", tmp_path / "ray")
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("hr-5nm")]
-    # per dataset: the 30 pooling architectures + dilation variants d = 2, 4, 8 (N=2) and
-    # d = 2, 4 (N=3); d = 1 is the pool-2 network already in the grid
+    # per dataset: the 30 pooling architectures + dilation variants 1-2-2, 1-4-4, 1-8-8 (N=2)
+    # and 1-2-2-2, 1-4-4-4 (N=3); 1-1-1 is the pool-2 network already in the grid
     assert len(rows) == 4 * 35
     assert "700 trials" in out.stdout  # x 5 seeds
     assert not (tmp_path / "ray").exists()
