@@ -91,6 +91,12 @@ def assert_complete(uri, n_runs, epochs):
             assert sorted(h.step for h in hist) == list(range(1, epochs + 1)), (r.info.run_name, m)
         for m in ("test_hard_dice", "test_soft_dice", "best_epoch"):
             assert m in r.data.metrics
+        # the effective receptive field of the best checkpoint (temseg.erf): its diameter is
+        # at most the network's exact reach (the gradient is zero outside it)
+        m, p = r.data.metrics, r.data.params
+        assert 0 < m["erf50_px"] <= m["erf95_px"]
+        assert 2 * m["erf95_px"] <= int(p["rf_exact_max_px"]), r.info.run_name
+        assert m["erf95_nm"] == pytest.approx(m["erf95_px"] * float(p["pixel_size_nm"]))
         arts = {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")}
         assert arts == {"checkpoint/best.pt", "checkpoint/config.json"}
     return runs
