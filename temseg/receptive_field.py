@@ -316,16 +316,32 @@ def dilation_variants(
 ) -> list[Architecture]:
     """The dilation strategy of the paper's Figure 4: pool 2 in every block, dilation rising.
 
-    The paper sets the dilation constant within each residual block; its exact table (Table
-    S2) is not in the text available here. temseg uses one dilation d for every block and the
-    bottleneck, d = 1, 2, 4, 8, ..., keeping every set whose RF is below the patch size:
-    N=2 gives RF 44 / 84 / 164 / 324 px, N=3 gives 96 / 184 / 360 px at 512 px patches.
+    As the authors built their dilated networks, the first (full-resolution) encoder block
+    stays undilated and the deeper blocks take the dilation: the paper sets the dilation
+    constant within each residual block (its exact table, Table S2, is not in the text
+    available here), and the issue that read their networks names sets like 1,1,2. temseg
+    gives every block below full resolution and the bottleneck one dilation d, so the
+    dilations are ``(1, d, ..., d)`` (N + 1 values; decoder blocks reuse their encoder
+    block's), d = 1, 2, 4, 8, ..., keeping every set whose RF (Eq. 1) is below the patch
+    size. d = 1 is the undilated pool-2 network, the start of the series.
+
+    Examples
+    --------
+    N=2 at 512 px: (1,1,1) 44, (1,2,2) 76, (1,4,4) 140, (1,8,8) 268 px ((1,16,16) is 524);
+    N=3: (1,1,1,1) 96, (1,2,2,2) 176, (1,4,4,4) 336 px.
+
+    >>> [(a.dilations, a.rf_px) for a in dilation_variants(2)][1:]
+    [((1, 2, 2), 76), ((1, 4, 4), 140), ((1, 8, 8), 268)]
     """
     pools = (2,) * num_blocks
+
+    def dil(d: int) -> tuple[int, ...]:
+        return (1,) + (d,) * num_blocks  # full-resolution block undilated
+
     out = []
     d = 1
-    while receptive_field(pools, (d,) * (num_blocks + 1)) < patch_size:
-        out.append(Architecture(num_blocks, pools, (d,) * (num_blocks + 1)))
+    while receptive_field(pools, dil(d)) < patch_size:
+        out.append(Architecture(num_blocks, pools, dil(d)))
         d *= 2
     return out
 

@@ -7,7 +7,8 @@ Pure planning (profiles, the grid, the trial table) imports neither Ray nor torc
 Grid (SPEC.md sections 3 and 5): for each N in ``blocks``, every pool sequence over ``kernels``
 whose RF is below the patch size (or the ``pools`` given), with dilations all 1 (or the
 ``dilations`` given); plus, with ``dilation_variants``, the paper's Figure 4 strategy for
-N = 2 and 3 (pool 2 everywhere, dilation rising); times every dataset and every seed.
+N = 2 and 3 (pool 2 everywhere; the full-resolution block undilated, the deeper blocks'
+dilation rising: 1,d,...,d); times every dataset and every seed.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ FINAL_METRICS = (
     "test_loss",
     "best_epoch",
     "best_val_hard_dice",
+    "erf50_px",  # effective receptive field of the best checkpoint (temseg.erf)
+    "erf95_px",
+    "erf95_nm",
 )
 ERROR_TAG = "temseg.error"
 

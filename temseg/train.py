@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from temseg.config import RESOURCE_KEYS, TrainConfig, from_dict, to_dict
 from temseg.data.augment import dihedral
 from temseg.data.store import load_split, read_attrs
+from temseg.erf import effective_receptive_field
 from temseg.metrics import DiceAccumulator
 from temseg.model import ResidualUNet, count_parameters, load_checkpoint, save_checkpoint
 from temseg.receptive_field import check_input_size
@@ -46,6 +47,7 @@ from temseg.receptive_field import check_input_size
 STATE_FORMAT = "temseg-train-state/1"
 Report = Callable[[dict[str, Any]], None]
 EPOCH_METRICS = ("train_loss", "train_hard_dice", "val_loss", "val_hard_dice", "val_soft_dice")
+ERF_METRICS = ("erf50_px", "erf95_px", "erf95_nm")  # of the best checkpoint (temseg.erf)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -199,7 +201,9 @@ def fit(
     report
         Called once per epoch with that epoch's metrics (``epoch`` counts from 1; the keys of
         ``EPOCH_METRICS``, ``best_epoch``, ``best_val_hard_dice``, ``seconds``). The last call
-        also carries ``test_loss``, ``test_hard_dice``, ``test_soft_dice`` and ``done=True``.
+        also carries ``test_loss``, ``test_hard_dice``, ``test_soft_dice``, the effective
+        receptive field of the best checkpoint (``erf50_px``, ``erf95_px``, ``erf95_nm``:
+        :mod:`temseg.erf`) and ``done=True``.
         When it is called, ``workdir`` holds ``last.pt`` (resumable state) and ``best.pt``.
     workdir
         Where ``last.pt``, ``best.pt`` and ``config.json`` go. If ``last.pt`` is already there,
@@ -208,7 +212,7 @@ def fit(
     Returns
     -------
     dict with ``config`` (resolved), ``history`` (a list per epoch metric), ``best_epoch``,
-    ``test_*`` metrics, ``n_params``, ``rf_px``, ``best_checkpoint`` (path) and ``seconds``.
+    ``test_*`` metrics, ``erf50_px``/``erf95_px``/``erf95_nm``, ``n_params``, ``rf_px``, ``best_checkpoint`` (path) and ``seconds``.
     """
     cfg = config if isinstance(config, TrainConfig) else from_dict(TrainConfig, config)
     if not os.path.isabs(cfg.data):
@@ -330,6 +334,7 @@ def fit(
         "test_loss": row["test_loss"],
         "test_hard_dice": row["test_hard_dice"],
         "test_soft_dice": row["test_soft_dice"],
+        **{k: row[k] for k in ERF_METRICS if k in row},
         "n_params": count_parameters(model),
         "rf_px": cfg.model.rf_px,
         "best_checkpoint": str(workdir / "best.pt"),
@@ -338,13 +343,20 @@ def fit(
 
 
 def _test(cfg: TrainConfig, workdir: Path, device: torch.device) -> dict[str, float]:
-    """Evaluate the best-validation checkpoint on the test split."""
+    """Evaluate the best-validation checkpoint on the test split: dice, loss and its
+    effective receptive field (:mod:`temseg.erf`: fp32, eval mode, up to 16 untransformed
+    test patches; ``erf95_nm`` = ``erf95_px`` x the store's pixel size)."""
     best, _ = load_checkpoint(workdir / "best.pt", map_location=device)
     best = best.to(memory_format=torch.channels_last)
     test = Split(cfg.data, "test", device, augment=cfg.augment)
     te = evaluate(best, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+    erf = effective_receptive_field(best.float(), test.images)
+    pixel_size_nm = float(read_attrs(cfg.data)["pixel_size_nm"])
     return {
         "test_loss": te["loss"],
         "test_hard_dice": te["hard_dice"],
         "test_soft_dice": te["soft_dice"],
+        "erf50_px": erf["erf50_px"],
+        "erf95_px": erf["erf95_px"],
+        "erf95_nm": erf["erf95_px"] * pixel_size_nm,
     }

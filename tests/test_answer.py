@@ -162,12 +162,13 @@ def test_auto_precision_follows_the_hardware(tmp_path):
 
 
 def test_a_dilation_series_is_answered_from_its_undilated_start_as_the_fit_is():
-    # pools 2-2 at dilation 1 (44 px, tagged pooling) then dilated 2-2 networks (60, 84 px)
-    trials = trials_table(lambda rf: 0.6 + 0.001 * rf, rfs=(44, 60, 84))
+    # pools 2-2 at dilation 1 (44 px, tagged pooling), then dilated 2-2 networks with the
+    # first block undilated (1-1-2: 60 px, 1-2-2: 76 px)
+    trials = trials_table(lambda rf: 0.6 + 0.001 * rf, rfs=(44, 60, 76))
     trials["pools"] = "2-2"
-    trials["dilations"] = trials["rf_px"].map({44: "1-1-1", 60: "1-1-2", 84: "2-2-2"})
+    trials["dilations"] = trials["rf_px"].map({44: "1-1-1", 60: "1-1-2", 76: "1-2-2"})
     trials["strategy"] = np.where(trials["rf_px"] == 44, "pooling", "dilation")
     fits, ans = answers_of(trials)
     row = ans.set_index("strategy").loc["dilation"]
-    assert row["n_seeds"] == 3  # every seed has the 44 px start and the 84 px end
-    assert row["observed_gain"] == pytest.approx(0.001 * (84 - 44))
+    assert row["n_seeds"] == 3  # every seed has the 44 px start and the 76 px end
+    assert row["observed_gain"] == pytest.approx(0.001 * (76 - 44))

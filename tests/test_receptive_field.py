@@ -79,10 +79,21 @@ def test_parameter_count_formula(n, params):
 
 
 def test_dilation_variants_rise_and_stay_below_patch():
-    rfs = [a.rf_px for a in dilation_variants(2, patch_size=512)]
-    assert rfs == [44, 84, 164, 324]
-    assert [a.rf_px for a in dilation_variants(3, patch_size=512)] == [96, 184, 360]
-    assert all(a.strategy == "dilation" for a in dilation_variants(2)[1:])
+    # first (full-resolution) block undilated, the deeper blocks and the bottleneck dilated
+    # by d. Eq. 1 by hand for pools 2-2: RF = 1 + 8 d0 + 3 + 16 d1 + 16 d2 (44 at d = 1);
+    # (1,16,16) gives 524 >= 512 and is left out.
+    two = dilation_variants(2, patch_size=512)
+    assert [a.dilations for a in two] == [(1, 1, 1), (1, 2, 2), (1, 4, 4), (1, 8, 8)]
+    assert [a.rf_px for a in two] == [44, 76, 140, 268]
+    assert [a.rf_exact for a in two] == [(44, 44), (76, 76), (140, 140), (268, 268)]
+    three = dilation_variants(3, patch_size=512)
+    assert [a.dilations for a in three] == [(1, 1, 1, 1), (1, 2, 2, 2), (1, 4, 4, 4)]
+    assert [a.rf_px for a in three] == [96, 176, 336]  # (1,8,8,8): 656
+    # N=3 pools of 2 are not aligned: the exact reach spans 8 px around Eq. 1
+    assert [a.rf_exact for a in three] == [(92, 100), (172, 180), (332, 340)]
+    assert all(a.strategy == "dilation" for a in two[1:] + three[1:])
+    assert all(a.dilations[0] == 1 for a in two + three)
+    assert [a.rf_px for a in dilation_variants(2, patch_size=256)] == [44, 76, 140]
 
 
 @pytest.mark.parametrize(

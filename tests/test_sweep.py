@@ -91,6 +91,12 @@ def assert_complete(uri, n_runs, epochs):
             assert sorted(h.step for h in hist) == list(range(1, epochs + 1)), (r.info.run_name, m)
         for m in ("test_hard_dice", "test_soft_dice", "best_epoch"):
             assert m in r.data.metrics
+        # the effective receptive field of the best checkpoint (temseg.erf): its diameter is
+        # at most the network's exact reach (the gradient is zero outside it)
+        m, p = r.data.metrics, r.data.params
+        assert 0 < m["erf50_px"] <= m["erf95_px"]
+        assert 2 * m["erf95_px"] <= int(p["rf_exact_max_px"]), r.info.run_name
+        assert m["erf95_nm"] == pytest.approx(m["erf95_px"] * float(p["pixel_size_nm"]))
         arts = {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")}
         assert arts == {"checkpoint/best.pt", "checkpoint/config.json"}
     return runs
@@ -100,8 +106,8 @@ def test_dry_run_prints_the_table_and_runs_nothing(tmp_path):
     out = grid("--profile", "paper", "--dry-run", "--storage-path", tmp_path / "ray")
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("hr-5nm")]
-    # per dataset: the 30 pooling architectures + dilation variants d = 2, 4, 8 (N=2) and
-    # d = 2, 4 (N=3); d = 1 is the pool-2 network already in the grid
+    # per dataset: the 30 pooling architectures + dilation variants 1-2-2, 1-4-4, 1-8-8 (N=2)
+    # and 1-2-2-2, 1-4-4-4 (N=3); 1-1-1 is the pool-2 network already in the grid
     assert len(rows) == 4 * 35
     assert "700 trials" in out.stdout  # x 5 seeds
     assert not (tmp_path / "ray").exists()

@@ -9,6 +9,7 @@ import torch
 
 from temseg.config import ConfigError
 from temseg.data.augment import dihedral
+from temseg.erf import effective_receptive_field
 from temseg.model import load_checkpoint
 from temseg.train import Split, epoch_order, evaluate, fit
 from tests.helpers import tiny_store
@@ -67,6 +68,11 @@ def test_test_metrics_come_from_the_best_checkpoint(store, tmp_path):
     again = evaluate(model, test, batch_size=4, device=torch.device("cpu"), precision="fp32")
     assert again["hard_dice"] == pytest.approx(out["test_hard_dice"], abs=1e-12)
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
+    # the effective receptive field is the best checkpoint's, on the untransformed test patches
+    erf = effective_receptive_field(model, test.images)
+    assert (out["erf50_px"], out["erf95_px"]) == (erf["erf50_px"], erf["erf95_px"])
+    assert out["erf95_nm"] == pytest.approx(out["erf95_px"] * 0.02, rel=1e-12)  # 0.02 nm/px
+    assert 0 < out["erf50_px"] <= out["erf95_px"] and 2 * out["erf95_px"] <= 44  # exact reach
 
 
 def test_learns_discs(store, tmp_path):

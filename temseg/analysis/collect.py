@@ -23,10 +23,27 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[2]
 
-INT_PARAMS = ("num_blocks", "seed", "epochs", "batch_size", "rf_px", "n_params")
+# rf_exact_* (exact reach) and erf* (effective RF) are NA/NaN for runs logged before them
+INT_PARAMS = (
+    "num_blocks",
+    "seed",
+    "epochs",
+    "batch_size",
+    "rf_px",
+    "rf_exact_min_px",
+    "rf_exact_max_px",
+    "n_params",
+)
 FLOAT_PARAMS = ("contrast", "pixel_size_nm", "lr", "rf_nm")
 STR_PARAMS = ("dataset", "data_path", "pools", "dilations")
-FINAL_METRICS = ("test_hard_dice", "test_soft_dice", "best_epoch")
+FINAL_METRICS = (
+    "test_hard_dice",
+    "test_soft_dice",
+    "best_epoch",
+    "erf50_px",
+    "erf95_px",
+    "erf95_nm",
+)
 HISTORY_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
 TAG_TRIAL_KEY = "temseg.trial_key"
 TAG_SEARCH = "temseg.search"

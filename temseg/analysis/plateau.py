@@ -542,6 +542,15 @@ def fit_plateaus(
 TREND_KEYS = ("pixel_size_nm", "num_blocks", "strategy")
 
 
+def trend_members(group: pd.DataFrame) -> pd.DataFrame:
+    """The plateau fits of one trend group that enter the onset regression: a rise whose
+    onset lies inside the tested RFs (uncensored, finite) at a positive contrast."""
+    c = group["contrast"].astype(float)
+    cens = group["onset_censored"] if "onset_censored" in group else pd.Series("none", group.index)
+    onset = group["onset_rf_nm"].astype(float)
+    return group[(group["verdict"] == RISES) & np.isfinite(onset) & (c > 0) & (cens == "none")]
+
+
 def onset_trend(plateaus: pd.DataFrame) -> pd.DataFrame:
     """Onset RF (nm) against measured contrast, per (pixel size, N, strategy): a power law.
 
@@ -556,10 +565,8 @@ def onset_trend(plateaus: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for group_key, g in plateaus.groupby(keys, dropna=False):
         key = dict(zip(keys, group_key, strict=True))
-        c = g["contrast"].astype(float)
         cens = g["onset_censored"] if "onset_censored" in g else pd.Series("none", g.index)
-        uncensored = cens == "none"
-        measured = g[(g["verdict"] == RISES) & np.isfinite(g["onset_rf_nm"]) & (c > 0) & uncensored]
+        measured = trend_members(g)
         row = {
             **key,
             "num_blocks": int(key["num_blocks"]),

@@ -7,7 +7,13 @@ trial, see :mod:`temseg.analysis.collect`) and writes into ``out_dir``:
 - ``summary.csv``: mean/std/n over seeds per dataset x architecture;
 - ``plateaus.csv``: the dice-vs-RF plateau fit per (dataset, contrast, N, strategy)
   (:mod:`temseg.analysis.plateau`), RF in px and nm with bootstrap intervals;
+- ``recommendation.csv``: per dataset, the smallest-RF and the cheapest network whose dice
+  is as good as the plateau (:mod:`temseg.analysis.recommend`); the report opens with it;
 - ``onset_trend.csv``: onset RF against measured contrast per (pixel size, N, strategy);
+- ``leave_one_level_out.csv``: the trend's prediction of each held-out level's onset against
+  the Loos et al. (2024) heuristic;
+- ``erf_fits.csv``: plateau fits of dice against the effective receptive field and RF
+  (:mod:`temseg.analysis.erf`); ``erf_vs_rf.png``;
 - ``fourier.csv``: the Fourier-filter baseline (:mod:`temseg.baseline`) per dataset;
 - ``fn_overlap.csv``: false negatives of networks vs the Fourier filter (paper Figure 7);
 - ``dice_vs_rf.png`` (paper Figures 2-4: one panel per contrast level, one curve per N and
@@ -41,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import answer, collect, plateau
+from temseg.analysis import answer, collect, plateau, recommend
+from temseg.analysis import erf as analysis_erf
 
 DICE_FORM = (
     "Dice is the pooled hard dice on the particle class, 2 sum(I) / (sum|X| + sum|Y|) over "
@@ -524,6 +531,67 @@ def _plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: P
     fig.savefig(path, dpi=110)
 
 
+def _plot_erf_vs_rf(trials: pd.DataFrame, path: Path) -> bool:
+    """ERF diameter (2 x erf95_px) of every trial against its RF (Eq. 1), one panel per
+    contrast level, with the identity line and each network's exact maximum reach."""
+    done = collect.finished(trials)
+    done = done.assign(erf_d=analysis_erf.erf_diameter(done))
+    done = done[np.isfinite(done["erf_d"]) & (done["erf_d"] > 0)]
+    if done.empty:
+        return False
+    levels = done.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
+    n = len(levels)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = _figure(4.2 * ncols, 3.6 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, level in zip(axes.flat, levels.itertuples(), strict=False):
+        d = done[done["dataset"] == level.dataset]
+        for (n_blocks, strategy), g in d.groupby(["num_blocks", "strategy"]):
+            ax.plot(
+                g["rf_px"].astype(float),
+                g["erf_d"],
+                color=N_COLORS.get(int(n_blocks), "black"),
+                marker="o" if strategy == "pooling" else "s",
+                ls="none",
+                ms=4,
+                alpha=0.8,
+                label=f"N={n_blocks} {strategy}",
+            )
+        exact = d[["rf_px", "rf_exact_max_px"]].dropna().drop_duplicates()
+        if len(exact):
+            ax.plot(
+                exact["rf_px"].astype(float),
+                exact["rf_exact_max_px"].astype(float),
+                color="0.3",
+                marker="_",
+                ms=12,
+                ls="none",
+                label="exact max reach",
+            )
+        rf = d["rf_px"].astype(float)
+        lim = np.array([min(rf.min(), d["erf_d"].min()) * 0.8, rf.max() * 1.25])
+        ax.plot(lim, lim, color="0.6", ls="--", lw=0.8, label="ERF diameter = RF")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_axis(ax.xaxis)
+        _log_axis(ax.yaxis)
+        ax.set_title(f"{level.dataset}\ncontrast {level.contrast:.3g}", fontsize=9)
+        ax.set_xlabel("receptive field, Eq. 1 (px)")
+        ax.set_ylabel("ERF diameter, 2 x r95 (px)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(
+        "Effective receptive field (95% of the input-gradient mass, Luo et al. 2016) "
+        "against the theoretical RF",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def _plot_examples(ds: _DatasetEval, fn_rows: pd.DataFrame, path: Path) -> bool:
     """Image, truth, Fourier and small / medium / large RF networks on one test patch."""
     rows = fn_rows[fn_rows["dataset"] == ds.name].sort_values("rf_px")
@@ -774,6 +842,57 @@ def _findings(
     return out
 
 
+def _held_out_lines(held_out: pd.DataFrame) -> list[str]:
+    """One line per held-out level: the trend's prediction and the heuristic's, with errors,
+    or plainly why there is no number."""
+    if held_out.empty:
+        return ["(no plateau fit: nothing to hold out)"]
+    out = []
+    for r in held_out.itertuples():
+        head = f"{r.dataset} (contrast {r.contrast:.3g}), N={r.num_blocks} {r.strategy}: "
+        px = r.pixel_size_nm
+        measured = (
+            f"measured onset {r.onset_nm:.2f} nm ({r.onset_nm / px:.0f} px)"
+            if np.isfinite(r.onset_nm)
+            else f"no measured onset ({r.onset_censored or 'no rise'})"
+        )
+        if r.status.startswith("trend undetermined"):
+            trend = (
+                "the trend without this level is undetermined (" + r.status.split(": ", 1)[1] + ")"
+            )
+        else:
+            band = (
+                f" [{r.predicted_nm_lo:.2f}, {r.predicted_nm_hi:.2f}]"
+                if np.isfinite(r.predicted_nm_lo)
+                else " (no interval: 2 levels)"
+            )
+            trend = f"trend predicts {r.predicted_nm:.2f} nm{band}"
+            if np.isfinite(r.trend_error_nm):
+                trend += f", error {r.trend_error_nm:+.2f} nm ({r.trend_error_px:+.0f} px)"
+        if np.isfinite(r.heuristic_nm):
+            heur = f"heuristic {r.heuristic_nm:.2f} nm (object {r.object_size_nm:g} nm)"
+            if np.isfinite(r.heuristic_error_nm):
+                heur += f", error {r.heuristic_error_nm:+.2f} nm ({r.heuristic_error_px:+.0f} px)"
+        else:
+            heur = "heuristic: object size unknown"
+        out.append(f"{head}{measured}; {trend}; {heur}.")
+    scored = held_out[held_out["status"] == "scored"]
+    if len(scored):
+        t = float(np.sqrt(np.mean(scored["trend_error_nm"] ** 2)))
+        h_ok = scored[np.isfinite(scored["heuristic_error_nm"])]
+        line = f"Over {len(scored)} scored level(s): trend RMS error {t:.2f} nm"
+        if len(h_ok):
+            h = float(np.sqrt(np.mean(h_ok["heuristic_error_nm"] ** 2)))
+            line += f", heuristic RMS error {h:.2f} nm over {len(h_ok)}"
+        out.append(line + ".")
+    else:
+        out.append(
+            "No level could be scored: a held-out level needs a measured onset and the "
+            "other levels a determined trend."
+        )
+    return out
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "dataset"
 
@@ -837,6 +956,9 @@ def write_report(
         histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
         improving = answer.still_improving(trials, histories)
     trend = plateau.onset_trend(plateaus)
+    erf_fits = analysis_erf.erf_fits(done, rng=rng)
+    recommendation = recommend.recommend(done, plateaus)
+    held_out = recommend.leave_one_level_out(plateaus, recommend.object_sizes(done))
     failed = collect.failed(trials)[FAILED_COLUMNS]
 
     levels = done.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
@@ -862,8 +984,11 @@ def write_report(
     failed.to_csv(out / "failed_trials.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     plateaus.to_csv(out / "plateaus.csv", index=False)
+    recommendation.to_csv(out / "recommendation.csv", index=False)
     answers.to_csv(out / "answers.csv", index=False)
+    held_out.to_csv(out / "leave_one_level_out.csv", index=False)
     trend.to_csv(out / "onset_trend.csv", index=False)
+    erf_fits.to_csv(out / "erf_fits.csv", index=False)
     fourier.to_csv(out / "fourier.csv", index=False)
     fn.to_csv(out / "fn_overlap.csv", index=False)
 
@@ -880,6 +1005,20 @@ def write_report(
     figures.append(
         (out / "onset_vs_contrast.png", "Dice gain and plateau onset against measured contrast.")
     )
+    if _plot_erf_vs_rf(trials, out / "erf_vs_rf.png"):
+        figures.append(
+            (
+                out / "erf_vs_rf.png",
+                "Effective receptive field (diameter of the disc holding 95% of the "
+                "input-gradient mass at the patch centre) against the RF of Eq. 1, per trial; "
+                "bars: the exact maximum reach.",
+            )
+        )
+    else:
+        notes.append(
+            "no run has effective-receptive-field metrics (erf95_px; runs logged before "
+            "temseg measured them): no ERF figure or ERF fit."
+        )
     examples = []
     for ds in evals:
         path = out / f"examples_{_safe_name(ds.name)}.png"
@@ -911,6 +1050,9 @@ def write_report(
         failed,
         figures + examples,
         notes,
+        erf_fits=erf_fits,
+        recommendation=recommendation,
+        held_out=held_out,
     )
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(f"temseg report: {experiment}"), encoding="utf-8")
@@ -931,6 +1073,10 @@ def _build_doc(
     failed: pd.DataFrame,
     figures: list[tuple[Path, str]],
     notes: list[str],
+    *,
+    erf_fits: pd.DataFrame | None = None,
+    recommendation: pd.DataFrame | None = None,
+    held_out: pd.DataFrame | None = None,
 ) -> _Doc:
     doc = _Doc()
     n_done = int((trials["status"] == "FINISHED").sum())
@@ -942,6 +1088,16 @@ def _build_doc(
         f"{len(summary)} dataset x architecture cell(s)."
     )
     doc.p(DICE_FORM)
+
+    doc.h(2, "Recommendation: which network to use")
+    rec = recommendation if recommendation is not None else pd.DataFrame()
+    doc.ul(list(rec["sentence"]) if len(rec) else ["(no plateau fit: no recommendation)"])
+    doc.p(
+        "Per dataset, the networks whose seed-mean test dice lies within (or above) the 95% "
+        "interval of the dataset's highest fitted plateau are as good as the plateau; of "
+        "them, the one with the smallest RF (Eq. 1) and the cheapest (fewest parameters, then "
+        "fewest forward FLOPs per pixel). Dice: seed mean +- sd. recommendation.csv."
+    )
 
     doc.h(2, "Answer: which receptive field is enough")
     doc.ul(list(answers["sentence"]) or ["(no plateau fit: too few RFs or trials)"])
@@ -1031,6 +1187,30 @@ def _build_doc(
     )
     doc.table(_display(trend, {"slope": 2, "slope_se": 2, "intercept": 2, "p_value": 3}))
 
+    doc.h(3, "Predicting the RF a level needs: onset trend vs the Loos et al. heuristic")
+    doc.p(
+        "Each contrast level is held out in turn, the onset-vs-contrast trend is fitted on "
+        "the other levels and predicts the held-out level's onset (95% prediction interval); "
+        "the heuristic of Loos et al. 2024 (J. Med. Imaging 11, 054004: RF = object size when "
+        "the contrast is >= 0.1, else object size x 0.1 / contrast; object size from the "
+        "store's generator, contrast: temseg's contrast score, not necessarily the scale on "
+        "which Loos et al. set 0.1) predicts it too. Errors are predicted - measured onset; "
+        "only levels whose onset lies inside the tested RFs can be scored "
+        "(leave_one_level_out.csv)."
+    )
+    doc.ul(_held_out_lines(held_out if held_out is not None else pd.DataFrame()))
+
+    doc.h(3, "Dice against the effective receptive field")
+    doc.p(
+        "The plateau model fitted with the ERF diameter (2 x erf95_px, per trial) in place of "
+        "the RF, on the same trials; the residual sd sqrt(SSE / (n - 3)) of the two fits says "
+        "which coordinate dice follows more tightly (erf_fits.csv)."
+    )
+    if erf_fits is not None and len(erf_fits):
+        doc.ul(list(erf_fits["sentence"]))
+    else:
+        doc.p("No ERF fit: no run has ERF metrics.")
+
     doc.h(2, "Seed aggregates")
     view = summary.assign(
         dice=[
@@ -1083,7 +1263,9 @@ def _build_doc(
     doc.h(2, "Notes")
     doc.ul(notes or ["nothing was left out."])
     doc.p(
-        "Files: answers.csv, summary.csv, plateaus.csv, onset_trend.csv, fourier.csv, fn_overlap.csv, "
-        "trials.csv, failed_trials.csv, the PNG figures, report.md, report.html."
+        "Files: recommendation.csv, answers.csv, summary.csv, plateaus.csv, onset_trend.csv, "
+        "leave_one_level_out.csv, erf_fits.csv, "
+        "fourier.csv, fn_overlap.csv, trials.csv, failed_trials.csv, the PNG figures, "
+        "report.md, report.html."
     )
     return doc

@@ -1,0 +1,518 @@
+"""Which network to use: per dataset from a sweep, and for a new store from the onset trend.
+
+Two questions, answered from the plateau fits (:mod:`temseg.analysis.plateau`):
+
+1. :func:`recommend`, per dataset of a sweep: the networks whose seed-mean test dice lies
+   within (or above) the 95% interval of the dataset's plateau are as good as the plateau;
+   among them, the one with the **smallest receptive field** (Eq. 1) and the **cheapest** one
+   (fewest parameters, then fewest forward FLOPs per input pixel, then smallest RF). The
+   reference plateau is the dataset's highest fitted plateau with a verdict ("rises with RF"
+   or "no detectable dependence"). Where the plateau is not inside the tested RFs the answer
+   says what that implies instead of naming a plateau network:
+
+   - ``plateau``: a rise that reaches its plateau inside the grid, with an interval;
+   - ``onset`` (fewer than 3 seeds, so no interval; or no seed mean inside the interval, as
+     when the curve approaches its plateau from below): the tested RFs at or above the onset;
+   - ``flat`` (no detectable dependence): the smallest RF tested is as good as any tested;
+   - ``above`` (still rising at the largest RF): nothing tested reaches a plateau; the
+     largest RF tested is the best available, not enough;
+   - ``falls``: dice falls with RF: the smallest RF tested is the best;
+   - ``undetermined``: no fit with a verdict: no recommendation.
+
+2. :func:`fit_trend` / :func:`predict_onset`, for a new store: the onset of the plateau (nm)
+   against measured contrast is a power law, ln(onset_nm) = a + b ln(contrast), fitted over
+   the levels whose onset lies inside the tested RFs (as :func:`plateau.onset_trend`); the
+   prediction at the new store's contrast has a 95% prediction interval (t with n - 2 dof,
+   s sqrt(1 + 1/n + (x0 - xbar)^2 / Sxx) in log space) from 3 levels on; with 2 levels the
+   line passes through both and has no interval; with fewer the trend is undetermined.
+   :func:`leave_one_level_out` scores it: each level with a measured onset is predicted from
+   the others and compared with the heuristic of :func:`heuristic_rf_nm`.
+
+Heuristic (Loos, Pardasani & Awasthi 2024, J. Med. Imaging 11(5) 054004): the RF should be
+the object size when the histogram contrast is at least 0.1, else the object size x 0.1 /
+contrast. temseg applies it to its own contrast score (:mod:`temseg.data.contrast`, a
+standardized median gap), which is not necessarily the scale on which Loos et al. set 0.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from temseg.analysis import plateau
+from temseg.receptive_field import Architecture, parameter_count, pool_product
+
+HEURISTIC_CONTRAST = 0.1  # Loos et al. 2024
+RECOMMENDATION_COLUMNS = [
+    "dataset",
+    "contrast",
+    "pixel_size_nm",
+    "status",
+    "reference_num_blocks",
+    "reference_strategy",
+    "plateau_dice",
+    "plateau_dice_lo",
+    "plateau_dice_hi",
+    "n_candidates",
+    "note",
+    "smallest_rf_network",
+    "smallest_rf_px",
+    "smallest_rf_nm",
+    "smallest_rf_dice_mean",
+    "smallest_rf_dice_std",
+    "smallest_rf_n_seeds",
+    "cheapest_network",
+    "cheapest_rf_px",
+    "cheapest_rf_nm",
+    "cheapest_n_params",
+    "cheapest_mflop_per_px",
+    "cheapest_dice_mean",
+    "cheapest_dice_std",
+    "cheapest_n_seeds",
+    "sentence",
+]
+
+
+# --------------------------------------------------------------------------- per dataset
+
+
+def _seq(text: object) -> tuple[int, ...]:
+    return tuple(int(v) for v in str(text).split("-") if v)
+
+
+def mflop_per_px(num_blocks: int, pools: tuple[int, ...], dilations: tuple[int, ...]) -> float:
+    """Forward MFLOP per input pixel (:func:`temseg.search.forward_flops` / P^2, which does
+    not depend on P: every layer's cost scales with its side squared)."""
+    from temseg.search import forward_flops
+
+    side = pool_product(pools)
+    return forward_flops(Architecture(num_blocks, pools, dilations), side) / side**2 / 1e6
+
+
+def network_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Seed statistics per dataset x network (finished trials): ``network`` (e.g.
+    ``N2-p4.4-d1.1.1``), ``rf_px``, ``n_params``, ``mflop_per_px``, ``dice_mean``,
+    ``dice_std`` (ddof 1), ``n_seeds``."""
+    ok = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["test_hard_dice"])]
+    keys = ["dataset", "num_blocks", "pools", "dilations", "rf_px"]
+    g = ok.groupby(keys, dropna=False)["test_hard_dice"]
+    out = g.agg(dice_mean="mean", dice_std="std", n_seeds="count").reset_index()
+    archs = [
+        Architecture(int(r.num_blocks), _seq(r.pools), _seq(r.dilations)) for r in out.itertuples()
+    ]
+    out["network"] = [a.name for a in archs]
+    out["n_params"] = [parameter_count(a.num_blocks) for a in archs]
+    out["mflop_per_px"] = [mflop_per_px(a.num_blocks, a.pools, a.dilations) for a in archs]
+    out["rf_px"] = out["rf_px"].astype(float)
+    return out
+
+
+def _series_networks(nets: pd.DataFrame, trials: pd.DataFrame, ref: pd.Series) -> pd.DataFrame:
+    """Networks of the reference fit's own series (same membership as the fit)."""
+    level = trials[
+        (trials["dataset"] == ref["dataset"]) & (trials["num_blocks"] == ref["num_blocks"])
+    ]
+    members = plateau._strategy_members(level).get(ref["strategy"], level[:0])
+    keys = set(zip(members["pools"], members["dilations"], strict=True))
+    mask = [
+        (r.num_blocks == ref["num_blocks"]) and ((r.pools, r.dilations) in keys)
+        for r in nets.itertuples()
+    ]
+    return nets[np.asarray(mask, dtype=bool)] if len(nets) else nets
+
+
+def _reference(fits: pd.DataFrame) -> tuple[pd.Series | None, str]:
+    usable = fits[fits["verdict"].isin([plateau.RISES, plateau.FLAT])]
+    if len(usable):
+        ref = usable.sort_values(
+            ["plateau_dice", "num_blocks", "strategy"], ascending=[False, True, True]
+        ).iloc[0]
+        if ref["verdict"] == plateau.FLAT:
+            return ref, "flat"
+        if ref.get("onset_censored", "") == "above":
+            return ref, "above"
+        lo = float(ref["plateau_dice_lo"])
+        return ref, "plateau" if np.isfinite(lo) else "onset"
+    falls = fits[fits["verdict"] == plateau.FALLS]
+    if len(falls):
+        return falls.sort_values(["num_blocks", "strategy"]).iloc[0], "falls"
+    return None, "undetermined"
+
+
+def recommend(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: the smallest-RF and the cheapest network as good as the plateau.
+
+    ``trials``: :func:`temseg.analysis.collect.load_runs` output; ``plateaus``:
+    :func:`temseg.analysis.plateau.fit_plateaus` output. One row per dataset
+    (:data:`RECOMMENDATION_COLUMNS`); see the module docstring for the rule and statuses.
+    """
+    ok = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["test_hard_dice"])]
+    nets = network_table(ok)
+    rows = []
+    levels = plateaus.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
+    for level in levels.itertuples():
+        fits = plateaus[plateaus["dataset"] == level.dataset]
+        ds_nets = nets[nets["dataset"] == level.dataset]
+        ref, status = _reference(fits)
+        row = {k: math.nan for k in RECOMMENDATION_COLUMNS}
+        row.update(
+            dataset=level.dataset,
+            contrast=float(level.contrast),
+            pixel_size_nm=float(level.pixel_size_nm),
+            status=status,
+            reference_num_blocks=math.nan if ref is None else int(ref["num_blocks"]),
+            reference_strategy="" if ref is None else ref["strategy"],
+            smallest_rf_network="",
+            cheapest_network="",
+            note="",
+            n_candidates=0,
+        )
+        if ref is not None:
+            row.update(
+                plateau_dice=float(ref["plateau_dice"]),
+                plateau_dice_lo=float(ref["plateau_dice_lo"]),
+                plateau_dice_hi=float(ref["plateau_dice_hi"]),
+            )
+            series = _series_networks(ds_nets, ok, ref)
+            cands = _candidates(status, ref, ds_nets, series)
+            if status == "plateau" and cands.empty:
+                # no seed mean reaches the interval (the curve approaches it from below)
+                status = row["status"] = "onset"
+                row["note"] = "no seed-mean dice reaches the plateau's 95% interval"
+                cands = _candidates(status, ref, ds_nets, series)
+            row["n_candidates"] = len(cands)
+            if len(cands):
+                small = cands.sort_values(
+                    ["rf_px", "n_params", "mflop_per_px", "dice_mean"],
+                    ascending=[True, True, True, False],
+                ).iloc[0]
+                cheap = cands.sort_values(
+                    ["n_params", "mflop_per_px", "rf_px", "dice_mean"],
+                    ascending=[True, True, True, False],
+                ).iloc[0]
+                px = row["pixel_size_nm"]
+                for prefix, pick in (("smallest_rf", small), ("cheapest", cheap)):
+                    row[f"{prefix}_network"] = pick["network"]
+                    row[_rf_key(prefix, "px")] = float(pick["rf_px"])
+                    row[_rf_key(prefix, "nm")] = float(pick["rf_px"]) * px
+                    row[f"{prefix}_dice_mean"] = float(pick["dice_mean"])
+                    row[f"{prefix}_dice_std"] = float(pick["dice_std"])
+                    row[f"{prefix}_n_seeds"] = int(pick["n_seeds"])
+                row["cheapest_n_params"] = int(cheap["n_params"])
+                row["cheapest_mflop_per_px"] = float(cheap["mflop_per_px"])
+        row["sentence"] = _sentence(row, ref)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS)
+
+
+def _candidates(
+    status: str, ref: pd.Series, nets: pd.DataFrame, series: pd.DataFrame
+) -> pd.DataFrame:
+    lo = float(ref["plateau_dice_lo"])
+    if status in ("plateau", "flat") and np.isfinite(lo):
+        # within the plateau's interval, or above it: as good as the plateau
+        return nets[nets["dice_mean"] >= lo]
+    if status == "flat":  # no interval (fewer than 3 seeds): every RF of the series
+        return series
+    if status == "onset":  # no interval: the tested RFs at or above the onset
+        rfs = np.sort(series["rf_px"].unique())
+        if ref.get("onset_censored", "") == "below" and len(rfs) > 1:
+            enough = rfs[1]
+        else:
+            at_or_above = rfs[rfs >= float(ref["onset_rf_px"])]
+            enough = at_or_above.min() if len(at_or_above) else math.nan
+        return series[series["rf_px"] >= enough]
+    if status == "above":  # nothing reaches a plateau: the best available is the largest RF
+        return series[series["rf_px"] == series["rf_px"].max()]
+    if status == "falls":
+        return series[series["rf_px"] == series["rf_px"].min()]
+    return nets[:0]
+
+
+def _rf_key(prefix: str, unit: str) -> str:
+    """``smallest_rf_px`` / ``cheapest_rf_px`` (and ``_nm``)."""
+    return f"{prefix}_{unit}" if prefix.endswith("_rf") else f"{prefix}_rf_{unit}"
+
+
+def _pick_text(row: dict, prefix: str) -> str:
+    std = row[f"{prefix}_dice_std"]
+    return (
+        f"{row[f'{prefix}_network']}, RF {row[_rf_key(prefix, 'px')]:.0f} px "
+        f"({row[_rf_key(prefix, 'nm')]:.2f} nm), dice {row[f'{prefix}_dice_mean']:.3f}"
+        + (f" +- {std:.3f}" if np.isfinite(std) else " (one seed)")
+        + f" over {row[f'{prefix}_n_seeds']} seed(s)"
+    )
+
+
+def _sentence(row: dict, ref: pd.Series | None) -> str:
+    head = f"{row['dataset']} (measured contrast {row['contrast']:.3g}): "
+    status = row["status"]
+    if ref is None:
+        return head + (
+            "no recommendation: no plateau fit has a verdict (too few seeds or RFs to tell "
+            "a rise from noise)."
+        )
+    series = f"N={int(ref['num_blocks'])} {ref['strategy']}"
+    if not row["smallest_rf_network"]:
+        return head + f"no network qualifies ({status}, reference {series})."
+    small, cheap = _pick_text(row, "smallest_rf"), _pick_text(row, "cheapest")
+    same = row["smallest_rf_network"] == row["cheapest_network"]
+    picks = (
+        f"smallest RF and cheapest: {small}" if same else f"smallest RF: {small}; cheapest: {cheap}"
+    ) + f" ({row['cheapest_n_params']} parameters, {row['cheapest_mflop_per_px']:.4f} MFLOP/px)"
+    interval = (
+        f"{row['plateau_dice']:.3f} [{row['plateau_dice_lo']:.3f}, {row['plateau_dice_hi']:.3f}]"
+    )
+    if status == "plateau":
+        return head + (
+            f"{row['n_candidates']} network(s) have a seed-mean dice within or above the "
+            f"plateau's 95% interval ({series}: {interval}); {picks}."
+        )
+    if status == "flat":
+        return head + (
+            f"no detectable dependence on RF ({series}): the smallest RF tested is as good "
+            f"as any tested; {picks}."
+        )
+    if status == "onset":
+        why = row.get("note") or "the plateau has no interval (fewer than 3 seeds)"
+        return head + (
+            f"{why}; the tested RFs at or above the fitted onset ({series}: plateau "
+            f"{row['plateau_dice']:.3f}) qualify; {picks}."
+        )
+    if status == "above":
+        return head + (
+            f"dice is still rising at the largest RF tested ({series}): nothing tested "
+            f"reaches a plateau, so no network is known to be enough; the best available is "
+            f"the largest RF, {small}. Test larger RFs."
+        )
+    return head + f"dice falls with RF ({series}): the smallest RF tested is the best; {small}."
+
+
+# --------------------------------------------------------------------------- heuristic
+
+
+def heuristic_rf_nm(object_size_nm: float, contrast: float) -> float:
+    """Loos et al. (2024): RF = object size if contrast >= 0.1, else object size x 0.1 /
+    contrast (nm in, nm out; NaN for an unknown size or a contrast <= 0).
+
+    >>> heuristic_rf_nm(2.2, 0.5), heuristic_rf_nm(2.2, 0.1), round(heuristic_rf_nm(2.2, 0.04), 6)
+    (2.2, 2.2, 5.5)
+    """
+    if not (np.isfinite(object_size_nm) and object_size_nm > 0):
+        return math.nan
+    if not (np.isfinite(contrast) and contrast > 0):
+        return math.nan
+    if contrast >= HEURISTIC_CONTRAST:
+        return float(object_size_nm)
+    return float(object_size_nm) * HEURISTIC_CONTRAST / float(contrast)
+
+
+# --------------------------------------------------------------------------- onset trend
+
+
+@dataclass(frozen=True)
+class TrendFit:
+    """ln(onset_nm) = intercept + slope ln(contrast) over the measured onsets of one group."""
+
+    pixel_size_nm: float
+    num_blocks: int
+    strategy: str
+    n_levels: int
+    n_with_onset: int
+    n_flat: int
+    n_censored_above: int
+    n_censored_below: int
+    slope: float
+    intercept: float
+    resid_sd: float  # in ln(nm); NaN with 2 levels
+    x_mean: float
+    sxx: float
+    contrast_min: float
+    contrast_max: float
+    reason: str  # why the trend is undetermined; "" when it is fitted
+
+    @property
+    def determined(self) -> bool:
+        return not self.reason
+
+    def predict(self, contrast: float) -> tuple[float, float, float]:
+        """Onset (nm) at ``contrast`` and its 95% prediction interval (NaN without one)."""
+        if not self.determined or not (np.isfinite(contrast) and contrast > 0):
+            return math.nan, math.nan, math.nan
+        x0 = math.log(contrast)
+        y0 = self.intercept + self.slope * x0
+        if not np.isfinite(self.resid_sd):
+            return math.exp(y0), math.nan, math.nan
+        n = self.n_with_onset
+        t = float(stats.t.ppf(0.975, n - 2))
+        half = t * self.resid_sd * math.sqrt(1 + 1 / n + (x0 - self.x_mean) ** 2 / self.sxx)
+        return math.exp(y0), math.exp(y0 - half), math.exp(y0 + half)
+
+
+def fit_trend(group: pd.DataFrame, like: pd.Series | None = None) -> TrendFit:
+    """The onset trend of one (pixel size, N, strategy) group of plateau fits; ``like`` (a
+    row of the group) names the group when ``group`` is empty (a level held out of one)."""
+    g = group
+    ref = like if like is not None else g.iloc[0]
+    measured = plateau.trend_members(g)
+    cens = g["onset_censored"] if "onset_censored" in g else pd.Series("none", g.index)
+    rises = g["verdict"] == plateau.RISES
+    base = dict(
+        pixel_size_nm=float(ref["pixel_size_nm"]),
+        num_blocks=int(ref["num_blocks"]),
+        strategy=str(ref["strategy"]),
+        n_levels=len(g),
+        n_with_onset=len(measured),
+        n_flat=int((g["verdict"] == plateau.FLAT).sum()),
+        n_censored_above=int((rises & (cens == "above")).sum()),
+        n_censored_below=int((rises & (cens == "below")).sum()),
+    )
+    nan = math.nan
+    lx = np.log(measured["contrast"].astype(float).to_numpy())
+    ly = np.log(measured["onset_rf_nm"].astype(float).to_numpy())
+    if len(np.unique(lx)) < 2:
+        reason = (
+            f"{len(measured)} of {len(g)} level(s) have an onset inside the tested RFs "
+            f"(2 at distinct contrasts needed; {base['n_flat']} with no detectable dependence, "
+            f"{base['n_censored_above']} still rising at the largest RF, "
+            f"{base['n_censored_below']} reaching the plateau by the second RF, "
+            f"{len(g) - len(measured) - base['n_flat'] - base['n_censored_above'] - base['n_censored_below']}"
+            " undetermined or falling)"
+        )
+        return TrendFit(
+            **base,
+            slope=nan,
+            intercept=nan,
+            resid_sd=nan,
+            x_mean=nan,
+            sxx=nan,
+            contrast_min=nan,
+            contrast_max=nan,
+            reason=reason,
+        )
+    slope, intercept = np.polyfit(lx, ly, 1)
+    resid = ly - (intercept + slope * lx)
+    sd = math.sqrt(float(resid @ resid) / (len(lx) - 2)) if len(lx) > 2 else nan
+    return TrendFit(
+        **base,
+        slope=float(slope),
+        intercept=float(intercept),
+        resid_sd=sd,
+        x_mean=float(lx.mean()),
+        sxx=float(((lx - lx.mean()) ** 2).sum()),
+        contrast_min=float(np.exp(lx.min())),
+        contrast_max=float(np.exp(lx.max())),
+        reason="",
+    )
+
+
+def trend_groups(plateaus: pd.DataFrame) -> list[TrendFit]:
+    """:func:`fit_trend` for every (pixel size, N, strategy) group, most onsets first."""
+    fits = [fit_trend(g) for _, g in plateaus.groupby(list(plateau.TREND_KEYS), dropna=False)]
+    return sorted(
+        fits, key=lambda t: (-t.n_with_onset, t.num_blocks, t.strategy != "pooling", t.strategy)
+    )
+
+
+LOO_COLUMNS = [
+    "pixel_size_nm",
+    "num_blocks",
+    "strategy",
+    "dataset",
+    "contrast",
+    "onset_censored",
+    "onset_nm",
+    "predicted_nm",
+    "predicted_nm_lo",
+    "predicted_nm_hi",
+    "object_size_nm",
+    "heuristic_nm",
+    "trend_error_nm",
+    "trend_error_px",
+    "heuristic_error_nm",
+    "heuristic_error_px",
+    "status",
+]
+
+
+def leave_one_level_out(
+    plateaus: pd.DataFrame, object_size_nm: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """Each level of each trend group predicted by the trend fitted without it.
+
+    Levels whose onset is inside the tested RFs are scored (``trend_error_*`` = predicted -
+    measured, likewise the heuristic's); other levels are listed with their censoring and no
+    error. ``object_size_nm`` maps a dataset to its object size for the heuristic (missing:
+    unknown, NaN). ``status``: ``scored``, ``trend undetermined: <reason>`` or ``no measured
+    onset (<censoring or verdict>)``.
+    """
+    sizes = object_size_nm or {}
+    rows = []
+    for _, g in plateaus.groupby(list(plateau.TREND_KEYS), dropna=False):
+        measured_idx = set(plateau.trend_members(g).index)
+        for i, level in g.iterrows():
+            rest = fit_trend(g.drop(index=i), like=level)
+            c = float(level["contrast"])
+            pred, lo, hi = rest.predict(c)
+            size = float(sizes.get(level["dataset"], math.nan))
+            heur = heuristic_rf_nm(size, c)
+            px = float(level["pixel_size_nm"])
+            onset = float(level["onset_rf_nm"]) if i in measured_idx else math.nan
+            if not rest.determined:
+                status = f"trend undetermined: {rest.reason}"
+            elif i not in measured_idx:
+                why = level.get("onset_censored", "") or level["verdict"]
+                status = f"no measured onset ({why})"
+            else:
+                status = "scored"
+            t_err = pred - onset if status == "scored" else math.nan
+            h_err = heur - onset if np.isfinite(onset) else math.nan
+            rows.append(
+                {
+                    "pixel_size_nm": px,
+                    "num_blocks": int(level["num_blocks"]),
+                    "strategy": level["strategy"],
+                    "dataset": level["dataset"],
+                    "contrast": c,
+                    "onset_censored": level.get("onset_censored", ""),
+                    "onset_nm": onset,
+                    "predicted_nm": pred,
+                    "predicted_nm_lo": lo,
+                    "predicted_nm_hi": hi,
+                    "object_size_nm": size,
+                    "heuristic_nm": heur,
+                    "trend_error_nm": t_err,
+                    "trend_error_px": t_err / px,
+                    "heuristic_error_nm": h_err,
+                    "heuristic_error_px": h_err / px,
+                    "status": status,
+                }
+            )
+    return pd.DataFrame(rows, columns=LOO_COLUMNS)
+
+
+def object_sizes(trials: pd.DataFrame) -> dict[str, float]:
+    """Object size (nm) per dataset from its store's provenance: the synthetic generator's
+    particle diameter (``generator.diameter_nm``); stores that are absent or real are left
+    out (the heuristic then says the size is unknown)."""
+    out = {}
+    for r in trials.drop_duplicates("dataset").itertuples():
+        size = store_object_size(str(r.data_path))
+        if np.isfinite(size):
+            out[r.dataset] = size
+    return out
+
+
+def store_object_size(path: str) -> float:
+    """``generator.diameter_nm`` of a patch store, NaN when absent or unreadable."""
+    try:
+        from temseg.data.store import read_attrs
+
+        gen = read_attrs(path).get("generator") or {}
+        return float(gen.get("diameter_nm", math.nan))
+    except Exception:  # no store there, not a store, or no zarr: the size is unknown
+        return math.nan
