@@ -131,12 +131,17 @@ def particle_table(
     return pd.DataFrame(rows, columns=PARTICLE_COLUMNS)
 
 
+def interior_diameters(table: pd.DataFrame) -> pd.Series:
+    """``diameter_nm`` of the particles that do not touch the image border."""
+    return table.loc[~table["touches_border"].astype(bool), "diameter_nm"].astype(float)
+
+
 def summarize(table: pd.DataFrame) -> dict[str, float]:
     """Count, and mean / median / sd of diameter_nm over particles not touching the border.
 
     ``sd`` is the sample standard deviation (ddof 1; NaN for fewer than 2 particles).
     """
-    inner = table.loc[~table["touches_border"].astype(bool), "diameter_nm"].astype(float)
+    inner = interior_diameters(table)
     return {
         "count": int(len(table)),
         "count_interior": int(len(inner)),

@@ -512,22 +512,24 @@ def _overlay(image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None, path
 
 
 def _histogram(particles, truth_particles, path: Path) -> None:
+    """Histogram of the equivalent-circle diameters of interior particles (and the truth's)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    inner = particles[~particles["touches_border"].astype(bool)]["diameter_nm"]
+    from temseg.particles import interior_diameters
+
+    inner = interior_diameters(particles)
+    truth = None if truth_particles is None else interior_diameters(truth_particles)
+    both = np.concatenate([inner.to_numpy(), [] if truth is None else truth.to_numpy()])
+    bins = np.histogram_bin_edges(both, bins=30) if both.size else 10
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    values = [inner]
-    if truth_particles is not None:
-        values.append(truth_particles[~truth_particles["touches_border"]]["diameter_nm"])
-    allv = np.concatenate([np.asarray(v, float) for v in values]) if len(values) else []
-    bins = np.histogram_bin_edges(allv, bins=30) if len(allv) else 10
     ax.hist(inner, bins=bins, color="tab:red", alpha=0.7, label=f"segmented (n={len(inner)})")
-    if truth_particles is not None:
-        ax.hist(values[1], bins=bins, histtype="step", color="k", lw=1.5,
-                label=f"truth (n={len(values[1])})")  # fmt: skip
+    if truth is not None:
+        ax.hist(
+            truth, bins=bins, histtype="step", color="k", lw=1.5, label=f"truth (n={len(truth)})"
+        )
     ax.set_xlabel("equivalent-circle diameter (nm), particles not touching the border")
     ax.set_ylabel("particles")
     ax.legend()
