@@ -184,6 +184,149 @@ def _register_import_legacy(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_import_legacy)
 
 
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from temseg.segment import load_model, segment
+
+    if args.tile < 1 or args.batch_size < 1:
+        raise ValueError(
+            f"--tile and --batch-size must be >= 1 (got {args.tile}, {args.batch_size})"
+        )
+    if args.device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device = args.device
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda: torch sees no CUDA device")
+    model = load_model(
+        args.model,
+        model_pixel_size_nm=args.model_pixel_size_nm,
+        tracking_uri=args.tracking_uri,
+        device=device,
+    )
+    out = segment(
+        args.images,
+        model=model,
+        out=args.out,
+        pixel_size_nm=args.pixel_size_nm,
+        truth=args.truth,
+        resample=args.resample,
+        xray_threshold=args.xray_threshold,
+        tile=args.tile,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(out / "index.html")
+    return 0
+
+
+def _register_segment(sub: argparse._SubParsersAction) -> None:
+    from temseg.segment import DEFAULT_BATCH, DEFAULT_TILE
+
+    p = sub.add_parser(
+        "segment",
+        help="segment whole micrographs with a trained network: masks, particle sizes, report",
+        description=(
+            "Apply a network to whole micrographs and report particle sizes. Each image (any "
+            "format temseg ingest reads; a 3-D stack frame by frame) goes through the training "
+            "preprocessing (negatives to 0, x-ray removal, standardization over the whole "
+            "image), then the network runs on tiles that overlap by the network's exact "
+            "receptive-field reach, so the stitched mask equals whole-image inference (no "
+            "seams). Writes into OUT: <name>_mask.tif (uint8 0/1, the image's shape), "
+            "particles.csv (one row per 8-connected particle: area, equivalent-circle "
+            "diameter, max Feret diameter, circularity, centroid in nm, touches_border), "
+            "summary.csv (per image and frame: count, mean/median/sd diameter of particles not "
+            "touching the border; with --truth also dice, count and size errors), an overlay "
+            "PNG per image, sizes.png and index.html. Everything is written to a temporary "
+            "folder and renamed at the end; on any error nothing is left. An image whose pixel "
+            "size differs more than 10%% from the model's training data is refused (exit 2) "
+            "unless --resample."
+        ),
+        epilog=(
+            "examples:\n"
+            "  temseg segment scan.dm4 --model models:/temseg-hr-2.2nm-c0.060-s0@recommended "
+            "--out seg/\n"
+            "  temseg segment *.tif --pixel-size-nm 0.02 --model runs/best.pt --out seg/\n"
+            "  temseg segment img.emd --model 20210922_UNet_b2_m88_run5_model.h5 "
+            "--model-pixel-size-nm 0.02152 --out seg/"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="micrographs to segment")
+    p.add_argument(
+        "--model",
+        required=True,
+        help=(
+            "a temseg checkpoint (best.pt, or its folder), an MLflow URI (runs:/<run_id>/"
+            "checkpoint/best.pt, models:/<name>@<alias>, models:/<name>/<version>), or one of "
+            "the paper authors' .h5 checkpoints (read without executing code)"
+        ),
+    )
+    p.add_argument("--out", required=True, help="folder to create for the results")
+    p.add_argument(
+        "--model-pixel-size-nm",
+        type=float,
+        help=(
+            "pixel size of the model's training data; needed for the authors' checkpoints "
+            "(trained at 0.02152 nm/px), which carry none; temseg checkpoints carry theirs"
+        ),
+    )
+    p.add_argument(
+        "--pixel-size-nm",
+        type=float,
+        help="pixel size of the images (overrides their calibration; needed for PNG/plain TIFF)",
+    )
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help=(
+            "resample images whose pixel size differs from the model's onto it (scikit-image); "
+            "masks and sizes come back at the image's own pixel size"
+        ),
+    )
+    p.add_argument(
+        "--truth",
+        nargs="+",
+        metavar="MASK",
+        help="a true mask per image (same order): adds dice, count and diameter errors",
+    )
+    p.add_argument(
+        "--xray-threshold",
+        type=float,
+        help="x-ray outliers: counts above median + T (default 1500 HR, 400 LR, as ingest)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help=f"tile side in px (default {DEFAULT_TILE}); larger wastes less overlap, uses more memory",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"tiles per pass (default {DEFAULT_BATCH})",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="default: cuda if available",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else ./mlruns.db of the project)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_segment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="temseg",
@@ -192,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_arch(sub)
     _register_import_legacy(sub)
+    _register_segment(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli

@@ -568,6 +568,7 @@ def run_grid(
     _print_summary(results, time.time() - t0)
     out_dir = Path(report_dir or project_dir / "reports" / cfg.experiment_name)
     _write_report(cfg.experiment_name, tracking_uri, out_dir)
+    tracking.register_after_sweep(tracking_uri, cfg.experiment_name, out_dir)
     print(
         f"\nMLflow: {tracking_uri} (experiment {cfg.experiment_name!r}); browse with\n"
         f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000\n"

@@ -1,4 +1,5 @@
-"""The only module that writes to MLflow: run names, params, per-epoch curves, artifacts.
+"""The only module that writes to MLflow: run names, params, per-epoch curves, artifacts,
+and the Model Registry entry of each dataset's recommended network.
 
 One MLflow run per trial. A trial is identified across retries and sweep resumes by the tag
 ``temseg.trial_key`` (a hash of everything that defines the training: data, architecture, seed,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -212,3 +214,142 @@ def _param(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+# ----------------------------------------------------------------------------- registry
+
+REGISTRY_PREFIX = "temseg-"
+RECOMMENDED_ALIAS = "recommended"
+MODEL_ARTIFACT_DIR = "temseg_model"  # in the trial's run: the checkpoint and its card
+MODEL_CARD = "temseg_model.json"  # = temseg.segment.MODEL_CARD (segment reads it)
+PIXEL_SIZE_TAG = "temseg.pixel_size_nm"
+
+
+def registered_model_name(dataset: str) -> str:
+    """``temseg-<dataset>``, with characters outside ``[A-Za-z0-9._-]`` replaced by ``_``.
+
+    >>> registered_model_name("hr-2.2nm-c0.060-s0")
+    'temseg-hr-2.2nm-c0.060-s0'
+    """
+    import re
+
+    return REGISTRY_PREFIX + re.sub(r"[^A-Za-z0-9._-]+", "_", dataset)
+
+
+def register_checkpoint(
+    uri: str,
+    run_id: str,
+    name: str,
+    *,
+    pixel_size_nm: float,
+    card: dict[str, Any] | None = None,
+    alias: str = RECOMMENDED_ALIAS,
+    checkpoint: str = "checkpoint/best.pt",
+) -> str:
+    """Register a trial's temseg checkpoint as a version of model ``name`` and point ``alias``
+    at it; returns the version.
+
+    The version is an artifact folder of the trial's run, ``temseg_model/``, holding the
+    checkpoint (state dict + config; loaded with ``weights_only=True``, so loading never
+    unpickles code) and ``temseg_model.json`` (pixel size and provenance). No MLflow model
+    flavor is involved: ``temseg segment --model models:/<name>@<alias>`` downloads the
+    folder and loads the checkpoint itself. When ``alias`` already points at a version of
+    this run, that version is kept and no new one is made.
+    """
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(uri, registry_uri=uri)
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+        if current.run_id == run_id:
+            return current.version
+    except MlflowException:
+        pass
+    run = client.get_run(run_id)
+    with tempfile.TemporaryDirectory(prefix="temseg-register-") as tmp:
+        folder = Path(tmp) / MODEL_ARTIFACT_DIR
+        folder.mkdir()
+        local = Path(client.download_artifacts(run_id, checkpoint, tmp))
+        local.replace(folder / local.name)
+        info = {
+            **(card or {}),
+            "pixel_size_nm": float(pixel_size_nm),
+            "run_id": run_id,
+            "checkpoint": local.name,
+        }
+        (folder / MODEL_CARD).write_text(json.dumps(info, indent=2, sort_keys=True))
+        client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_DIR)
+    try:
+        client.create_registered_model(
+            name, description="temseg: the network a sweep recommends for this dataset"
+        )
+    except MlflowException:
+        pass  # it exists already
+    tags = {PIXEL_SIZE_TAG: f"{float(pixel_size_nm):.6g}"}
+    tags.update({f"temseg.{k}": str(v) for k, v in (card or {}).items()})
+    version = client.create_model_version(
+        name,
+        source=f"{run.info.artifact_uri}/{MODEL_ARTIFACT_DIR}",
+        run_id=run_id,
+        tags=tags,
+        description=str((card or {}).get("reason", "")),
+    )
+    client.set_registered_model_alias(name, alias, version.version)
+    return version.version
+
+
+def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[dict[str, Any]]:
+    """Register, per dataset, the sweep's recommended trial as ``temseg-<dataset>@recommended``.
+
+    The trial is chosen by :func:`temseg.analysis.recommend.recommended_trials` from the
+    report's ``recommendation.csv`` (in ``report_dir``) and the experiment's runs. Returns one dict
+    per dataset (the chosen trial, ``model`` and ``version``).
+    """
+    import pandas as pd
+
+    from temseg.analysis import collect
+    from temseg.analysis.recommend import VAL_METRIC, recommended_trials
+
+    rec_csv = Path(report_dir) / "recommendation.csv"
+    if not rec_csv.is_file():
+        raise FileNotFoundError(f"{rec_csv}: no recommendation (the report was not written)")
+    recommendation = pd.read_csv(rec_csv)
+    client = MlflowClient(uri)
+    trials = collect.load_runs(experiment, client=client)
+    val = {}
+    for run_id in trials.loc[trials["status"] == "FINISHED", "run_id"]:
+        val[run_id] = client.get_run(run_id).data.metrics.get(VAL_METRIC, float("nan"))
+    trials[VAL_METRIC] = trials["run_id"].map(val).astype(float)
+    out = []
+    for r in recommended_trials(trials, recommendation).to_dict("records"):
+        name = registered_model_name(r["dataset"])
+        card = {
+            k: r[k]
+            for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
+        }
+        card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
+        version = register_checkpoint(
+            uri, r["run_id"], name, pixel_size_nm=float(r["pixel_size_nm"]), card=card
+        )
+        out.append({**r, "model": name, "version": version})
+    return out
+
+
+def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:
+    """The sweep's last step: register the recommended networks and say so; a failure here
+    is reported and never fails the sweep (its results are in MLflow either way)."""
+    try:
+        for r in register_recommended(uri, experiment, report_dir):
+            print(
+                f"registry: {r['model']}@{RECOMMENDED_ALIAS} = version {r['version']} (run "
+                f"{r['run_id']}, N={r['num_blocks']} pools {r['pools']} dilations "
+                f"{r['dilations']}, RF {r['rf_px']} px, seed {r['seed']}, val dice "
+                f"{r['best_val_hard_dice']:.4f}; {r['reason']}); segment with\n"
+                f"  temseg segment IMAGE --model models:/{r['model']}@{RECOMMENDED_ALIAS} "
+                f"--tracking-uri {uri} --out seg/",
+                flush=True,
+            )
+    except Exception as exc:
+        print(f"registry: not updated ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)

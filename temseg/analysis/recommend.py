@@ -292,6 +292,71 @@ def _sentence(row: dict, ref: pd.Series | None) -> str:
     return head + f"dice falls with RF ({series}): the smallest RF tested is the best; {small}."
 
 
+# --------------------------------------------------------------------------- registry
+
+VAL_METRIC = "best_val_hard_dice"
+_ARCH = ["num_blocks", "pools", "dilations"]
+RECOMMENDED_COLUMNS = [
+    "dataset",
+    "run_id",
+    "seed",
+    "num_blocks",
+    "pools",
+    "dilations",
+    "rf_px",
+    "pixel_size_nm",
+    VAL_METRIC,
+    "test_hard_dice",
+    "reason",
+]
+
+
+def _best_arch(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials of the architecture with the best seed-mean validation dice (ties: fewer
+    parameters, then the smaller RF)."""
+    means = trials.groupby(_ARCH, dropna=False)[VAL_METRIC].mean().reset_index(name="_mean")
+    means = means.merge(trials[_ARCH + ["rf_px", "n_params"]].drop_duplicates(_ARCH), on=_ARCH)
+    best = means.sort_values(["_mean", "n_params", "rf_px"], ascending=[False, True, True])
+    key = best.iloc[0][_ARCH]
+    return trials[(trials[_ARCH] == key.values).all(axis=1)]
+
+
+def recommended_trials(trials: pd.DataFrame, recommendation: pd.DataFrame) -> pd.DataFrame:
+    """The trial whose checkpoint is registered per dataset (:data:`RECOMMENDED_COLUMNS`).
+
+    The network is the report's: the row's ``cheapest_network`` of :func:`recommend` (as
+    good as the plateau, fewest parameters and FLOPs). Where the report names none (no
+    verdict), the architecture with the best seed-mean validation dice stands in, and the
+    ``reason`` says so. Among the network's seeds, the best validation dice wins (ties: the
+    lower seed): validation, never test dice, so the test split stays a fair estimate of the
+    registered network. ``trials`` needs ``dataset, num_blocks, pools, dilations, rf_px,
+    n_params, seed, status, run_id, pixel_size_nm, test_hard_dice`` and
+    ``best_val_hard_dice``.
+    """
+    ok = trials[(trials["status"] == "FINISHED") & np.isfinite(trials[VAL_METRIC].astype(float))]
+    picks = {r.dataset: r for r in recommendation.itertuples(index=False)}
+    rows = []
+    for dataset, ds_trials in ok.groupby("dataset", sort=True):
+        rec = picks.get(dataset)
+        network = (
+            "" if rec is None or not isinstance(rec.cheapest_network, str) else rec.cheapest_network
+        )
+        names = [
+            Architecture(int(t.num_blocks), _seq(t.pools), _seq(t.dilations)).name
+            for t in ds_trials.itertuples(index=False)
+        ]
+        chosen = ds_trials[np.asarray(names) == network] if network else ds_trials[:0]
+        if len(chosen):
+            reason = f"the report's recommendation ({rec.status}): cheapest network {network}"
+        else:
+            status = "no report row" if rec is None else rec.status
+            chosen = _best_arch(ds_trials)
+            reason = f"no recommended network ({status}): best seed-mean validation dice"
+        best = chosen.sort_values([VAL_METRIC, "seed"], ascending=[False, True]).iloc[0]
+        rows.append({**{c: best[c] for c in RECOMMENDED_COLUMNS[:-1]}, "reason": reason})
+    return pd.DataFrame(rows, columns=RECOMMENDED_COLUMNS)
+
+
 # --------------------------------------------------------------------------- heuristic
 
 

@@ -1,4 +1,5 @@
-"""Data commands (ingest, synth, synth-series, info, preview): registered by temseg.cli.
+"""Data commands (ingest, synth, synth-image, synth-series, info, preview): registered by
+temseg.cli.
 
 ``register`` only declares arguments; numpy, zarr and torch are imported inside the
 handlers so ``temseg --help`` stays instant. Handlers return an exit code and raise
@@ -136,6 +137,24 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         **_knobs(args),
     )
     _print_summary(out)
+    return 0
+
+
+def _cmd_synth_image(args: argparse.Namespace) -> int:
+    from temseg.data.synth import write_micrograph
+
+    paths = write_micrograph(
+        args.out,
+        preset=args.preset,
+        contrast=args.contrast,
+        seed=args.seed,
+        image_size=args.size,
+        index=args.index,
+        overwrite=args.overwrite,
+        **_knobs(args),
+    )
+    for path in paths.values():
+        print(path)
     return 0
 
 
@@ -391,7 +410,7 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    """Add ingest, synth, synth-series, info and preview to the temseg subparsers."""
+    """Add ingest, synth, synth-image, synth-series, info and preview to the subparsers."""
     p = sub.add_parser(
         "ingest",
         help="real microscope images + masks -> patch store",
@@ -446,6 +465,37 @@ def register(sub) -> None:
     )
     _add_generator_args(p)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser(
+        "synth-image",
+        help="one whole synthetic micrograph (TIFF with pixel size), its mask and particle list",
+        description=(
+            "Write OUT.tif (raw counts, float32, pixel size as ImageJ calibration, which "
+            "temseg segment and ingest read), OUT_mask.tif (uint8 0/1) and OUT_particles.csv "
+            "(the generator's own particle list: centre, drawn diameter, label area and "
+            "equivalent-circle diameter, touches_border, contrast, zone axis). Same image "
+            "model as synth; the image draws from seed and --index, so it equals image INDEX "
+            "of a synth store with the same seed, preset, contrast, size and knobs."
+        ),
+    )
+    p.add_argument("out", help="micrograph to write, e.g. test.tif")
+    p.add_argument("--preset", choices=PRESET_NAMES, required=True, help="dataset of the paper")
+    p.add_argument("--seed", type=int, required=True, help="seed (same seed, same bytes)")
+    p.add_argument(
+        "--size",
+        type=int,
+        help="image side in px (default: the paper's, 4096 HR / 2048 LR)",
+    )
+    p.add_argument(
+        "--contrast",
+        type=float,
+        default=0.06,
+        help="C: particle centre intensity 1 - C (default 0.06, the demo's level)",
+    )
+    p.add_argument("--index", type=int, default=0, help="image index within the seed (default 0)")
+    _add_knob_args(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+    p.set_defaults(func=_cmd_synth_image)
 
     p = sub.add_parser(
         "synth-series",

@@ -2,9 +2,12 @@
 
 Vendor formats go through ncempy (openNCEM), which reads the metadata the microscope
 software wrote: Gatan Digital Micrograph ``.dm3``/``.dm4``, Thermo Fisher / FEI TIA ``.ser``
-(with its ``.emi``) and Velox / Berkeley ``.emd``. TIFF and PNG go through scikit-image and
-carry no trusted pixel size (give it on the command line); ``.npy`` is accepted for images
-and masks made in Python.
+(with its ``.emi``) and Velox / Berkeley ``.emd``. TIFF goes through tifffile: its pixel size
+is trusted only when written as ImageJ writes it (a length ``unit=`` in the ImageJ
+description and X/YResolution in pixels per unit, as Fiji, GMS exports and
+``temseg synth-image`` write); a bare resolution in dots per inch means nothing here. PNG
+(scikit-image) carries no pixel size; give it on the command line. ``.npy`` is accepted for
+images and masks made in Python.
 
 A 3-D file is a stack (an in-situ series or a tilt/focal series): every frame becomes one
 image with the stack's in-plane pixel size. Pixels must be square: an anisotropic calibration
@@ -27,6 +30,7 @@ SUFFIXES = VENDOR_SUFFIXES + PLAIN_SUFFIXES + (".npy",)
 # Length units as microscope software writes them, in nm.
 UNIT_NM = {
     "m": 1e9,
+    "inch": 2.54e7,
     "cm": 1e7,
     "mm": 1e6,
     "um": 1e3,
@@ -131,6 +135,30 @@ def _read_plain(path: Path) -> np.ndarray:
         ) from None
 
 
+def _read_tiff(path: Path) -> tuple[np.ndarray, list, list]:
+    """TIFF pixels (all pages) and, when ImageJ-calibrated, the (y, x) pixel size and unit."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            meta = tif.imagej_metadata or {}
+            tags = tif.pages[0].tags
+            xres, yres = tags.get("XResolution"), tags.get("YResolution")
+            xres, yres = (xres.value if xres else None), (yres.value if yres else None)
+    except Exception as exc:
+        raise ReadError(
+            f"{path}: unreadable or truncated {path.suffix} file ({type(exc).__name__}: {exc})"
+        ) from None
+    unit = meta.get("unit")
+    if not unit or not xres or not yres:
+        return data, [], []
+    # ImageJ escapes non-ASCII units in its description ("\\u00B5m" for um)
+    unit = str(unit).encode("ascii", "backslashreplace").decode("unicode_escape")
+    sizes = [yres[1] / yres[0] if yres[0] else 0.0, xres[1] / xres[0] if xres[0] else 0.0]
+    return data, sizes, [unit, unit]
+
+
 def _to_gray(data: np.ndarray, path: Path) -> np.ndarray:
     """Drop a colour axis from a PNG/TIFF whose channels are equal (a saved grey image)."""
     if data.ndim == 3 and data.shape[-1] in (3, 4) and data.shape[0] > 4:
@@ -174,6 +202,9 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         )
     if suffix in VENDOR_SUFFIXES:
         data, sizes, units = _read_vendor(path)
+    elif suffix in (".tif", ".tiff"):
+        data, sizes, units = _read_tiff(path)
+        data = _to_gray(data, path)
     else:
         data, sizes, units = _to_gray(_read_plain(path), path), [], []
     if data.ndim not in (2, 3) or min(data.shape) < 1:
@@ -288,3 +319,30 @@ def binarize_mask(data: np.ndarray, path: Path | str) -> np.ndarray:
             "0 for background and one other value for particle (0/1 or 0/255)"
         )
     return (data > 0).astype(np.uint8)
+
+
+def write_calibrated_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size_nm: float) -> Path:
+    """Write a 2-D image or a (frames, H, W) stack as TIFF with ImageJ calibration in nm.
+
+    :func:`read_raw` reads the pixel size back (and so do Fiji and ImageJ). Atomic: written
+    to a temporary file beside ``path``, then renamed.
+    """
+    import tifffile
+
+    if not pixel_size_nm > 0:
+        raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tifffile.imwrite(
+            tmp,
+            data,
+            imagej=True,
+            resolution=(1.0 / pixel_size_nm, 1.0 / pixel_size_nm),
+            metadata={"unit": "nm", "axes": "ZYX" if data.ndim == 3 else "YX"},
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -345,6 +345,10 @@ class Particle:
     twins: int = 0
     faint: bool = False
     partial: bool = False
+    # the footprint (the label) as drawn, faceted and scaled: its pixels inside the image,
+    # and whether it reaches the image's edge rows/columns or beyond (cut by the edge)
+    area_px: int = 0
+    touches_border: bool = False
 
 
 @dataclass
@@ -561,6 +565,7 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
         absorb[sl] *= 1.0 - particle.contrast * t
         phase[sl] += params.mean_inner_phase_rad_per_nm * particle.diameter_nm * t + fringe
         mask_pad[sl] |= (t > 0).astype(np.uint8)
+        particle.area_px, particle.touches_border = _footprint_in_image(sl, t > 0, pad, s)
         if (
             0 <= particle.center_yx[0] + r
             and particle.center_yx[0] - r < s
@@ -611,6 +616,21 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
     return Rendered(counts, mask, expected, particles, lens)
 
 
+def _footprint_in_image(
+    sl: tuple[slice, slice], footprint: np.ndarray, pad: int, size: int
+) -> tuple[int, bool]:
+    """Pixels of a footprint (on the padded grid at ``sl``) inside the ``size`` x ``size``
+    image, and whether it lies on an edge row/column or beyond the image."""
+    ys, xs = np.nonzero(footprint)
+    ys = ys + sl[0].start - pad
+    xs = xs + sl[1].start - pad
+    inside = (ys >= 0) & (ys < size) & (xs >= 0) & (xs < size)
+    if not inside.all():
+        return int(inside.sum()), True
+    edge = (ys == 0) | (ys == size - 1) | (xs == 0) | (xs == size - 1)
+    return int(inside.sum()), bool(edge.any())
+
+
 def _add_xray_spikes(counts: np.ndarray, params: GeneratorParams, rng: np.random.Generator) -> None:
     """A few single-pixel or 2-pixel spikes 20-200x the median, in place."""
     s = counts.shape[0]
@@ -627,6 +647,117 @@ def _add_xray_spikes(counts: np.ndarray, params: GeneratorParams, rng: np.random
         counts[y, x] = a
         if e:
             counts[y, min(x + 1, s - 1)] = 0.6 * a
+
+
+# ----------------------------------------------------------------------------- micrographs
+
+PARTICLE_LIST_COLUMNS = [
+    "particle",
+    "center_x_nm",
+    "center_y_nm",
+    "diameter_nm",
+    "area_px",
+    "area_nm2",
+    "footprint_diameter_nm",
+    "touches_border",
+    "contrast",
+    "zone",
+    "faint",
+    "partial",
+    "twins",
+]
+
+
+def particle_list(particles: Sequence[Particle], pixel_size_nm: float) -> list[dict[str, Any]]:
+    """The generator's particles as table rows (:data:`PARTICLE_LIST_COLUMNS`).
+
+    ``diameter_nm`` is the particle's drawn sphere diameter (before its faceted outline and
+    a 0.98-1.04 radius scale); ``area_px`` and ``footprint_diameter_nm`` (equivalent circle,
+    ``2 sqrt(area_nm2 / pi)``) are those of its label inside the image.
+    """
+    rows = []
+    for i, p in enumerate(particles):
+        area_nm2 = p.area_px * pixel_size_nm**2
+        rows.append(
+            {
+                "particle": i,
+                "center_x_nm": p.center_yx[1] * pixel_size_nm,
+                "center_y_nm": p.center_yx[0] * pixel_size_nm,
+                "diameter_nm": p.diameter_nm,
+                "area_px": p.area_px,
+                "area_nm2": area_nm2,
+                "footprint_diameter_nm": 2 * math.sqrt(area_nm2 / math.pi),
+                "touches_border": p.touches_border,
+                "contrast": p.contrast,
+                "zone": p.zone,
+                "faint": p.faint,
+                "partial": p.partial,
+                "twins": p.twins,
+            }
+        )
+    return rows
+
+
+def write_micrograph(
+    out: str | os.PathLike,
+    *,
+    preset: str,
+    contrast: float,
+    seed: int,
+    image_size: int | None = None,
+    index: int = 0,
+    overwrite: bool = False,
+    **knobs: Any,
+) -> dict[str, Path]:
+    """Write one whole synthetic micrograph, its true mask and its particle list.
+
+    Parameters
+    ----------
+    out
+        ``OUT.tif``: raw counts (float32) with the pixel size as ImageJ calibration, which
+        ``temseg segment`` and ``temseg ingest`` read. Beside it ``OUT_mask.tif`` (uint8 0/1,
+        same calibration) and ``OUT_particles.csv`` (:func:`particle_list`).
+    preset, contrast, image_size, knobs
+        As for :func:`make_synthetic_store` (``image_size`` default: the paper's raw size).
+    seed, index
+        The image draws from ``default_rng([seed, index])``: image ``index`` of a store made
+        with the same seed, preset, contrast, size and knobs.
+
+    Returns
+    -------
+    dict
+        Paths ``image``, ``mask``, ``particles``.
+    """
+    import csv
+
+    from temseg.data.readers import write_calibrated_tiff
+
+    out = Path(out)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"{out}: the micrograph is written as TIFF; name it OUT.tif")
+    paths = {
+        "image": out,
+        "mask": out.with_name(out.stem + "_mask" + out.suffix),
+        "particles": out.with_name(out.stem + "_particles.csv"),
+    }
+    for path in paths.values():
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists (pass --overwrite to replace it)")
+    if int(seed) < 0 or int(index) < 0:
+        raise ValueError(f"seed and index must be >= 0, got {seed}, {index}")
+    params = generator_params(preset, contrast=contrast, image_size=image_size, **knobs)
+    rendered = render_image(params, np.random.default_rng([int(seed), int(index)]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = particle_list(rendered.particles, params.pixel_size_nm)
+    tmp = paths["particles"].with_name(f".{paths['particles'].name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, PARTICLE_LIST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_calibrated_tiff(paths["image"], rendered.counts, params.pixel_size_nm)
+    write_calibrated_tiff(paths["mask"], rendered.mask, params.pixel_size_nm)
+    os.replace(tmp, paths["particles"])
+    return paths
 
 
 # ----------------------------------------------------------------------------- stores

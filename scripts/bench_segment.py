@@ -1,0 +1,89 @@
+"""Speed of ``temseg segment`` on CPU: megapixels per second for N = 2, 3, 4, and the seconds
+for one whole 4096 x 4096 micrograph.
+
+Networks are random-initialized (speed does not depend on the weights) with one typical pool
+sequence per N (RF by Eq. 1): N=2 4-4 (120 px, the demo's enough RF), N=3 2-4-4 (248 px),
+N=4 2-2-2-4 (280 px). Inference is the seamless tiled path of
+:func:`temseg.segment.predict_tiled` (fp32, channels-last, ``--tile`` and ``--batch-size``
+as the command's defaults), timed after one warm-up pass. The whole-micrograph line times
+the steps of ``temseg segment`` on a synthetic hr-2.2nm 4096 x 4096 image (N=2 4-4):
+preprocessing, tiled inference, and the particle table of the generator's true mask (the
+random network's mask is noise, whose tens of thousands of specks would time nothing real).
+
+    python scripts/bench_segment.py               # 2 threads, 2048 px, then the 4096 px image
+    python scripts/bench_segment.py --skip-full   # only the megapixels per second
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from temseg.model import ResidualUNet
+from temseg.segment import DEFAULT_BATCH, DEFAULT_TILE, predict_tiled, tile_margins
+
+POOLS = {2: (4, 4), 3: (2, 4, 4), 4: (2, 2, 2, 4)}
+
+
+def net_for(n: int) -> ResidualUNet:
+    torch.manual_seed(0)
+    return ResidualUNet(n, POOLS[n]).eval().to(memory_format=torch.channels_last)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--size", type=int, default=2048, help="image side for Mpx/s (default 2048)")
+    ap.add_argument("--full-size", type=int, default=4096, help="whole micrograph side")
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    ap.add_argument("--skip-full", action="store_true", help="skip the whole-micrograph timing")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    image = np.random.default_rng(0).standard_normal((args.size, args.size)).astype(np.float32)
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 channels-last, "
+        f"tile {args.tile}, batch {args.batch_size}"
+    )
+    print("N  pools     RF_px  margin_px  image_px  seconds  Mpx/s")
+    for n in (2, 3, 4):
+        net = net_for(n)
+        predict_tiled(net, image[:512, :512], tile=args.tile, batch_size=args.batch_size)
+        t0 = time.perf_counter()
+        predict_tiled(net, image, tile=args.tile, batch_size=args.batch_size)
+        s = time.perf_counter() - t0
+        pools = "-".join(map(str, POOLS[n]))
+        margin = tile_margins(POOLS[n])[0]
+        print(
+            f"{n}  {pools:<8}  {net.config.rf_px:>5}  {margin:>9}  {args.size:>8}  {s:>7.2f}  "
+            f"{args.size**2 / 1e6 / s:>5.2f}",
+            flush=True,
+        )
+    if args.skip_full:
+        return
+    from temseg.data.preprocess import preprocess
+    from temseg.data.synth import generator_params, render_image
+    from temseg.particles import particle_table
+
+    size = args.full_size
+    params = generator_params("hr-2.2nm", contrast=0.06, image_size=size)
+    rendered = render_image(params, np.random.default_rng([0, 0]))
+    t0 = time.perf_counter()
+    std, _ = preprocess(rendered.counts, pixel_size_nm=params.pixel_size_nm)
+    t1 = time.perf_counter()
+    predict_tiled(net_for(2), std, tile=args.tile, batch_size=args.batch_size)
+    t2 = time.perf_counter()
+    table = particle_table(rendered.mask, params.pixel_size_nm)
+    t3 = time.perf_counter()
+    print(
+        f"\n# one {size} x {size} micrograph, N=2 4-4: preprocessing {t1 - t0:.1f} s, "
+        f"tiled inference {t2 - t1:.1f} s, particle table ({len(table)} particles) "
+        f"{t3 - t2:.1f} s; total {t3 - t0:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
