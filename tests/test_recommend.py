@@ -71,8 +71,9 @@ def test_recommend_picks_the_smallest_rf_and_the_cheapest_network_exactly():
         [
             # plateau 0.80 [0.79, 0.81]: 4-4 (0.795), 8-8 (0.80) and N=3 2-2-2 (0.805) qualify
             trials_of("a", {"2-2": 0.70, "4-4": 0.795, "8-8": 0.80, "2-2-2": 0.805}),
-            # no detectable dependence, mean 0.90 [0.89, 0.91]: every RF qualifies
-            trials_of("b", {"2-2": 0.90, "4-4": 0.905, "8-8": 0.895}),
+            # no detectable dependence, mean 0.90 [0.89, 0.91]: every RF qualifies, also
+            # 2-2 whose seed mean lies below the interval of the overall mean
+            trials_of("b", {"2-2": 0.885, "4-4": 0.905, "8-8": 0.91}),
             # still rising at the largest RF: nothing tested reaches the plateau
             trials_of("c", {"2-2": 0.60, "4-4": 0.70, "8-8": 0.80}),
             trials_of("d", {"2-2": 0.60, "4-4": 0.61, "8-8": 0.62}),
@@ -120,6 +121,7 @@ def test_recommend_picks_the_smallest_rf_and_the_cheapest_network_exactly():
     )
     b = rec.loc["b"]
     assert (b["smallest_rf_network"], b["cheapest_network"]) == ("N2-p2.2-d1.1.1", "N2-p8.8-d1.1.1")
+    assert (b["n_candidates"], b["smallest_rf_dice_mean"]) == (3, pytest.approx(0.885))
     assert "the smallest RF tested is as good as any tested" in b["sentence"]
     c = rec.loc["c"]
     assert c["smallest_rf_network"] == c["cheapest_network"] == "N2-p8.8-d1.1.1"

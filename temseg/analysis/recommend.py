@@ -213,11 +213,14 @@ def _candidates(
     status: str, ref: pd.Series, nets: pd.DataFrame, series: pd.DataFrame
 ) -> pd.DataFrame:
     lo = float(ref["plateau_dice_lo"])
-    if status in ("plateau", "flat") and np.isfinite(lo):
+    if status == "flat":
+        # no detectable dependence: no RF of the series is detectably better than another,
+        # so every one qualifies (a seed mean below the interval of the overall mean is
+        # not evidence against it: that interval is for the mean, not for each RF)
+        return series
+    if status == "plateau" and np.isfinite(lo):
         # within the plateau's interval, or above it: as good as the plateau
         return nets[nets["dice_mean"] >= lo]
-    if status == "flat":  # no interval (fewer than 3 seeds): every RF of the series
-        return series
     if status == "onset":  # no interval: the tested RFs at or above the onset
         rfs = np.sort(series["rf_px"].unique())
         if ref.get("onset_censored", "") == "below" and len(rfs) > 1:
