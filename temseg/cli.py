@@ -216,6 +216,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         truth=args.truth,
         resample=args.resample,
         xray_threshold=args.xray_threshold,
+        min_diameter_nm=args.min_diameter_nm,
         tile=args.tile,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
@@ -226,7 +227,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _register_segment(sub: argparse._SubParsersAction) -> None:
-    from temseg.segment import DEFAULT_BATCH, DEFAULT_TILE
+    from temseg.segment import DEFAULT_BATCH, DEFAULT_MIN_DIAMETER_NM, DEFAULT_TILE
 
     p = sub.add_parser(
         "segment",
@@ -299,6 +300,17 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
         "--xray-threshold",
         type=float,
         help="x-ray outliers: counts above median + T (default 1500 HR, 400 LR, as ingest)",
+    )
+    p.add_argument(
+        "--min-diameter-nm",
+        type=float,
+        default=DEFAULT_MIN_DIAMETER_NM,
+        metavar="D",
+        help=(
+            "remove mask components whose equivalent-circle diameter is below D nm before "
+            f"writing and measuring (default {DEFAULT_MIN_DIAMETER_NM:g}; 0 keeps every "
+            "component): isolated pixels of the background are not particles"
+        ),
     )
     p.add_argument(
         "--tile",

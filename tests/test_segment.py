@@ -15,7 +15,7 @@ from temseg.cli import main
 from temseg.data.preprocess import preprocess
 from temseg.data.readers import read_mask, read_raw, write_calibrated_tiff
 from temseg.model import ResidualUNet, save_checkpoint
-from temseg.particles import particle_table, summarize
+from temseg.particles import particle_table, remove_specks, summarize
 from temseg.segment import predict_tiled, predict_whole, tile_margins, tile_spans
 
 torch.set_num_threads(2)
@@ -170,7 +170,15 @@ def test_segment_writes_masks_tables_and_report(tmp_path, checkpoint):
     mask = read_mask(out / "img_mask.tif")[0]
     std, _ = preprocess(read_raw(image).data[0], pixel_size_nm=0.02)
     net = random_net((2, 2))
-    assert np.array_equal(mask, predict_whole(net, std))  # the training preprocessing, no seams
+    raw_mask = predict_whole(net, std)
+    expected, removed = remove_specks(raw_mask, 0.02, 1.0)  # the default --min-diameter-nm
+    assert np.array_equal(mask, expected)  # the training preprocessing, no seams
+    assert pd.read_csv(out / "summary.csv")["removed_specks"].tolist() == [removed]
+    # --min-diameter-nm 0 writes the network's own mask
+    out0 = tmp_path / "seg0"
+    args0 = ["segment", str(image), "--model", str(checkpoint), "--out", str(out0), "--quiet"]
+    assert main(args0 + ["--min-diameter-nm", "0"]) == 0
+    assert np.array_equal(read_mask(out0 / "img_mask.tif")[0], raw_mask)
     parts = pd.read_csv(out / "particles.csv")
     assert len(parts) == len(particle_table(mask, 0.02))
     s = pd.read_csv(out / "summary.csv").iloc[0]
@@ -190,7 +198,7 @@ def test_authors_legacy_checkpoint_segments(reference_models, tmp_path, capsys):
     from temseg.legacy import load_legacy_checkpoint
 
     std, _ = preprocess(read_raw(image).data[0], pixel_size_nm=0.0215)
-    expected = predict_whole(load_legacy_checkpoint(model), std)
+    expected, _ = remove_specks(predict_whole(load_legacy_checkpoint(model), std), 0.0215, 1.0)
     assert np.array_equal(read_mask(out / "img_mask.tif")[0], expected)
 
 
@@ -280,7 +288,7 @@ def test_registered_model_round_trip(tmp_path, capsys):
                "--tracking-uri", uri, "--out", str(out), "--quiet"])  # fmt: skip
     assert rc == 0
     std, _ = preprocess(read_raw(image).data[0], pixel_size_nm=0.02)
-    expected = predict_whole(random_net((4, 4), seed=3), std)
+    expected, _ = remove_specks(predict_whole(random_net((4, 4), seed=3), std), 0.02, 1.0)
     assert np.array_equal(read_mask(out / "img_mask.tif")[0], expected)
     rc = main(["segment", str(image), "--model", "models:/temseg-nope@recommended",
                "--tracking-uri", uri, "--out", str(tmp_path / "x"), "--quiet"])  # fmt: skip

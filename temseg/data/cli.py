@@ -489,8 +489,8 @@ def register(sub) -> None:
     p.add_argument(
         "--contrast",
         type=float,
-        default=0.06,
-        help="C: particle centre intensity 1 - C (default 0.06, the demo's level)",
+        default=0.09,
+        help="C: particle centre intensity 1 - C (default 0.09, the demo's low level)",
     )
     p.add_argument("--index", type=int, default=0, help="image index within the seed (default 0)")
     _add_knob_args(p)
