@@ -202,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"grid.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(
+            f"grid.py: interrupted{f' ({exc})' if str(exc) else ''}; finished trials are in "
+            "MLflow and are not trained again: run the same command to continue (add --resume "
+            "to continue unfinished trials from their last epoch)",
+            file=sys.stderr,
+        )
+        return 130
     return 1 if any(r["error"] for r in results) else 0
 
 

@@ -281,6 +281,11 @@ def run_trials(
             run_config=run_config,
         )
     results = tuner.fit()
+    # Ctrl-C: Tune stops gracefully and returns every trial, those never started without a
+    # config; say so instead of reporting a partial sweep as if it were whole
+    not_started = sum(1 for r in results if not (r.config or {}).get("trial"))
+    if not_started:
+        raise KeyboardInterrupt(f"{not_started} of {len(trials)} trials not started")
     out = []
     for r in results:
         out.append(
