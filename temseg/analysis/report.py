@@ -1107,7 +1107,10 @@ def _build_doc(
         "fitted plateau is an extrapolation and the answer gives the observed gain (largest "
         "minus smallest RF, seed mean and bootstrap interval) as a lower bound. Seeds: per "
         "seed, dice at the largest minus the smallest RF. Enough: the smallest tested RF at "
-        "or above the fitted onset (95% of the gain); none while dice is still rising."
+        "or above the fitted onset (95% of the gain); none while dice is still rising. "
+        "The recommendation above asks less: a seed-mean dice within the plateau's 95% "
+        "interval, so its smallest RF can lie below the onset's 'enough' RF (both are "
+        "statements of these seeds, not of the true curve)."
     )
     if len(improving):
         gains = improving["last_epoch_gain"].astype(float).dropna()
