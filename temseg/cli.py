@@ -337,10 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     _register_import_legacy(sub)
     _register_segment(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
+    from temseg import sweep_cli
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
 
     data_cli.register(sub)
+    sweep_cli.register(sub)
     analysis_cli.register(sub)
     return parser
 

@@ -106,6 +106,16 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{name}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        # nested configs go through from_dict too: unknown keys, types and ranges checked
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            try:
+                return from_dict(tp, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        raise ConfigError(f"{name}: expected a mapping, got {value!r}")
     return value
 
 
@@ -134,12 +144,24 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
 
+def check_distinct(name: str, values: tuple[Any, ...]) -> None:
+    """Refuse repeated values in a list field (``--seeds 5 5`` would train one trial twice)."""
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        raise ValueError(
+            f"{name} must be distinct values, got {list(values)} "
+            f"({', '.join(map(str, repeated))} repeated)"
+        )
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    """A JSON-ready dict of a config dataclass (tuples become lists; nested configs, dicts)."""
 
     def plain(v: Any) -> Any:
         if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return to_dict(v)
         return v
 
     return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

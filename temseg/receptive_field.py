@@ -256,6 +256,34 @@ def parameter_count(num_blocks: int) -> int:
     return total
 
 
+def format_seq(values: Iterable[int]) -> str:
+    """``(8, 8)`` -> ``"8-8"``: the one formatter of pools and dilations for the CLI and MLflow.
+
+    >>> format_seq((1, 2, 2))
+    '1-2-2'
+    """
+    return "-".join(str(int(v)) for v in values)
+
+
+def parse_seq(text: str | Iterable[int]) -> tuple[int, ...]:
+    """``"8-8"`` (or ``"8,8"``, or already a sequence) -> ``(8, 8)``: the one parser.
+
+    Raises ``ValueError`` naming what arrived when ``text`` is not integers joined by - or ,.
+
+    >>> parse_seq("4-2")
+    (4, 2)
+    """
+    if not isinstance(text, str):
+        return tuple(int(v) for v in text)
+    try:
+        seq = tuple(int(v) for v in text.replace(",", "-").split("-") if v.strip())
+    except ValueError:
+        seq = ()
+    if not seq:
+        raise ValueError(f"not a sequence of integers: {text!r} (write e.g. 8-8)")
+    return seq
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One network of the study: N blocks, pools, dilations, and its receptive field."""

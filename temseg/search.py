@@ -38,8 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temseg.config import ConfigError
-from temseg.receptive_field import Architecture, parameter_count, pool_product
+from temseg.config import ConfigError, check_distinct
+from temseg.receptive_field import (
+    Architecture,
+    format_seq,
+    parameter_count,
+    parse_seq,
+    pool_product,
+)
 
 DICE = "best_val_hard_dice"  # what the trainable reports each epoch: best val dice so far
 OBJECTIVES = ("dice", "dice-per-cost")
@@ -73,7 +79,9 @@ class SearchConfig:
     seeds: tuple[int, ...] = (0,)
     train_seed: int | None = None
     tolerance: float = 0.01
-    dilations: tuple[int, ...] = ()  # dilation choices per level; empty = no dilation
+    # dilation choices per level (searched one level at a time); empty = the profile's own
+    # dilation sets (all ones unless it names some)
+    dilation_choices: tuple[int, ...] = ()
     grace_period: int = 0
     reduction_factor: int = 3
     max_concurrent: int = 0
@@ -92,8 +100,10 @@ class SearchConfig:
             raise ValueError("seeds must not be empty")
         if not 0 <= self.tolerance < 1:
             raise ValueError(f"tolerance must lie in [0, 1), got {self.tolerance}")
-        if any(d < 1 for d in self.dilations):
-            raise ValueError(f"dilations must be >= 1, got {self.dilations}")
+        if any(d < 1 for d in self.dilation_choices):
+            raise ValueError(f"dilation_choices must be >= 1, got {list(self.dilation_choices)}")
+        check_distinct("seeds", self.seeds)
+        check_distinct("dilation_choices", self.dilation_choices)
         if self.reduction_factor < 2:
             raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
         for name in ("grace_period", "max_concurrent", "n_startup_trials"):
@@ -181,17 +191,32 @@ def cost_of(arch: Architecture, cost: str, patch_size: int) -> float:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Define-by-run space: N, one pool kernel per block, optionally one dilation per level."""
+    """Define-by-run space: N, one pool kernel per block, then the dilations.
+
+    Dilations come either as per-level choices (``dilations``: one value per level, each from
+    these) or as whole sets (``dilation_sets``: one of the listed N + 1 tuples, asked only when
+    N has more than one), or not at all (all ones). ``only``, when given, is the set of
+    architectures the space may train (the profile's own grid), every other proposal being
+    infeasible: so a search over a profile explores exactly the grid's architectures.
+    """
 
     blocks: tuple[int, ...]
     kernels: tuple[int, ...]
     patch_size: int
     dilations: tuple[int, ...] = ()
+    dilation_sets: tuple[tuple[int, ...], ...] = ()
+    only: frozenset[Architecture] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "blocks", tuple(sorted({int(b) for b in self.blocks})))
         object.__setattr__(self, "kernels", tuple(sorted({int(k) for k in self.kernels})))
         object.__setattr__(self, "dilations", tuple(sorted({int(d) for d in self.dilations})))
+        sets = tuple(sorted({tuple(int(d) for d in ds) for ds in self.dilation_sets}))
+        object.__setattr__(self, "dilation_sets", sets)
+        if self.only is not None:
+            object.__setattr__(self, "only", frozenset(self.only))
+        if self.dilations and self.dilation_sets:
+            raise ConfigError("give dilation choices per level or dilation sets, not both")
         if not self.blocks or min(self.blocks) < 1:
             raise ConfigError(f"blocks must be >= 1, got {self.blocks}")
         if not self.kernels or min(self.kernels) < 2:
@@ -202,8 +227,11 @@ class SearchSpace:
                 f"kernels {list(self.kernels)} has RF below the {self.patch_size} px patch"
             )
 
+    def _sets(self, n: int) -> list[tuple[int, ...]]:
+        return [ds for ds in self.dilation_sets if len(ds) == n + 1] or [(1,) * (n + 1)]
+
     def sample(self, trial: Any) -> Architecture:
-        """Ask ``trial`` (an ``optuna.Trial``) for N, then N kernels (and N + 1 dilations)."""
+        """Ask ``trial`` (an ``optuna.Trial``) for N, then N kernels (and the dilations)."""
         n = trial.suggest_categorical("num_blocks", self.blocks)
         pools = tuple(trial.suggest_categorical(f"pool_{i}", self.kernels) for i in range(n))
         if self.dilations:
@@ -211,13 +239,20 @@ class SearchSpace:
                 trial.suggest_categorical(f"dilation_{i}", self.dilations) for i in range(n + 1)
             )
         else:
-            dil = (1,) * (n + 1)
+            sets = self._sets(n)
+            dil = sets[0]
+            if len(sets) > 1:  # one parameter per N: Optuna needs one distribution per name
+                chosen = trial.suggest_categorical(
+                    f"dilations_n{n}", [format_seq(ds) for ds in sets]
+                )
+                dil = parse_seq(chosen)
         return Architecture(int(n), tuple(int(p) for p in pools), tuple(int(d) for d in dil))
 
     def violation(self, arch: Architecture) -> float:
         """0 for an architecture the patch can train; > 0 otherwise (how far out it is).
 
-        RF >= P adds ``(RF - P + 1) / P``; a pool product that does not divide P adds 1.
+        RF >= P adds ``(RF - P + 1) / P``; a pool product that does not divide P adds 1; an
+        architecture outside ``only`` adds 1.
         """
         out = 0.0
         if len(arch.pools) != arch.num_blocks or len(arch.dilations) != arch.num_blocks + 1:
@@ -226,21 +261,57 @@ class SearchSpace:
             out += (arch.rf_px - self.patch_size + 1) / self.patch_size
         if self.patch_size % pool_product(arch.pools):
             out += 1.0
+        if self.only is not None and arch not in self.only:
+            out += 1.0
         return out
 
     def architectures(self) -> list[Architecture]:
         """Every architecture of the space the patch can train, ordered by N, pools, dilations."""
-        dil_choices = self.dilations or (1,)
         out = []
         for n in self.blocks:
+            if self.dilations:
+                dil_sets = list(itertools.product(self.dilations, repeat=n + 1))
+            else:
+                dil_sets = self._sets(n)
             for pools in itertools.product(self.kernels, repeat=n):
                 if self.patch_size % pool_product(pools):
                     continue
-                for dil in itertools.product(dil_choices, repeat=n + 1):
-                    arch = Architecture(n, pools, dil)
-                    if arch.rf_px < self.patch_size:
+                for dil in dil_sets:
+                    arch = Architecture(n, pools, tuple(dil))
+                    if arch.rf_px < self.patch_size and (self.only is None or arch in self.only):
                         out.append(arch)
         return out
+
+
+def space_for(sweep: Any, scfg: SearchConfig, patch_size: int) -> SearchSpace:
+    """The search's space on one patch size: the profile's own, as its grid would train it.
+
+    Without ``scfg.dilation_choices`` the space is exactly the grid's architectures
+    (:func:`temseg.sweep.architectures`: its blocks, kernels or pool sequences, dilation sets
+    and Figure 4 variants), so ``--compare-grid`` compares like with like. With them, each
+    level's dilation is searched among those choices, over the profile's pool sequences.
+    """
+    from temseg.sweep import architectures
+
+    if scfg.dilation_choices:
+        pools = {parse_seq(p) for p in sweep.pools}
+        space = SearchSpace(sweep.blocks, sweep.kernels, patch_size, scfg.dilation_choices)
+        if not pools:
+            return space
+        only = frozenset(a for a in space.architectures() if a.pools in pools)
+        return dataclasses.replace(space, only=only)
+    try:
+        grid = architectures(sweep, patch_size)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("empty grid", "empty search space")) from None
+    sets = {a.dilations for a in grid}
+    return SearchSpace(
+        blocks=tuple(a.num_blocks for a in grid),
+        kernels=tuple(k for a in grid for k in a.pools),
+        patch_size=patch_size,
+        dilation_sets=tuple(sets) if any(d != 1 for ds in sets for d in ds) else (),
+        only=frozenset(grid),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,8 +549,8 @@ class TrialFactory:
         cfg = dataclasses.replace(
             self.sweep,
             blocks=(arch.num_blocks,),
-            pools=("-".join(map(str, arch.pools)),),
-            dilations=("-".join(map(str, arch.dilations)),),
+            pools=(format_seq(arch.pools),),
+            dilations=(format_seq(arch.dilations),),
             dilation_variants=False,
         )
         (trial,) = build_trials(
@@ -905,7 +976,7 @@ def _max_concurrent(scfg: SearchConfig, sweep: Any, cluster: Mapping[str, float]
 
 def _ray_name(storage_path: str, experiment: str, study: str, resume: bool) -> str:
     """Ray's run folder of one study: a fresh one per search; ``--resume`` picks the latest."""
-    from temseg.sweep import ray_run_name
+    from temseg.campaign import ray_run_name
 
     return ray_run_name(storage_path, f"{experiment}_{study}", resume)
 
@@ -968,7 +1039,7 @@ def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[s
     """Space size and RF range per dataset (what ``--dry-run`` prints)."""
     out = []
     for ds in datasets:
-        space = SearchSpace(sweep.blocks, sweep.kernels, ds.patch_size, scfg.dilations)
+        space = space_for(sweep, scfg, ds.patch_size)
         archs = space.architectures()
         for n in space.blocks:
             mine = [a for a in archs if a.num_blocks == n]
@@ -986,6 +1057,142 @@ def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[s
                 }
             )
     return out
+
+
+@dataclass
+class SearchStrategy:
+    """The search as a :class:`temseg.campaign.Strategy`: one study per dataset and seed.
+
+    ``experiment`` is the MLflow experiment of the search runs; ``compare_grid`` a finished
+    grid experiment in the same store. ``studies`` and ``grids`` are filled by the preflight.
+    """
+
+    scfg: SearchConfig
+    experiment: str
+    compare_grid: str | None = None
+    studies: list[tuple[Any, int, str]] = dataclasses.field(default_factory=list)
+    grids: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def max_epochs(self, sweep: Any) -> int:
+        return self.scfg.max_epochs or sweep.epochs
+
+    def plan(self, sweep: Any, datasets: Sequence[Any]) -> None:
+        from temseg.sweep import print_table
+
+        print_table(plan(self.scfg, sweep, datasets))
+        print(
+            f"\n{len(datasets)} dataset(s) x {len(self.scfg.seeds)} search seed(s), up to "
+            f"{self.scfg.trials} trials of {self.max_epochs(sweep)} epochs each; nothing run.",
+            flush=True,
+        )
+
+    def check_space(self, sweep: Any, patch_size: int) -> None:
+        space_for(sweep, self.scfg, patch_size)
+
+    def preflight(self, sweep: Any, where: Any) -> None:
+        if self.compare_grid:
+            from temseg.analysis import collect
+
+            collect.get_experiment(collect.client_for(where.tracking_uri), self.compare_grid)
+
+    def check_datasets(self, sweep: Any, where: Any, datasets: Sequence[Any]) -> None:
+        scfg, uri = self.scfg, where.tracking_uri
+        studies = [(ds, s, study_name(ds.name, scfg, s)) for ds in datasets for s in scfg.seeds]
+        if not where.resume:
+            taken = [s for _, _, s in studies if _study_has_runs(uri, self.experiment, s)]
+            if taken:
+                raise ConfigError(
+                    f"experiment {self.experiment!r} already holds runs of {taken}; continue "
+                    "them with --resume, or start afresh with another --seed or --experiment"
+                )
+        if self.compare_grid:
+            self.grids = {ds.name: grid_summary(uri, self.compare_grid, ds.name) for ds in datasets}
+        self.studies = studies
+
+    def run(
+        self, sweep: Any, where: Any, cluster: Mapping[str, float], datasets: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        from temseg import tracking
+        from temseg import tune as ttune
+
+        scfg, uri, experiment = self.scfg, where.tracking_uri, self.experiment
+        max_epochs = self.max_epochs(sweep)
+        train_seed = sweep.seeds[0] if scfg.train_seed is None else scfg.train_seed
+        protocol = dataclasses.replace(sweep, epochs=max_epochs, seeds=(train_seed,))
+        experiment_id = tracking.ensure_experiment(uri, experiment)
+        concurrent = _max_concurrent(scfg, sweep, cluster)
+        summaries: list[dict[str, Any]] = []
+        for ds, seed, study in self.studies:
+            space = space_for(sweep, scfg, ds.patch_size)
+            factory = TrialFactory(protocol, ds, uri, experiment_id, study)
+            proposer = Proposer(space, scfg.objective, scfg.cost, max_epochs, factory)
+            dil = ""
+            if space.dilations:
+                dil = f", dilations {list(space.dilations)}"
+            elif space.dilation_sets:
+                dil = f", dilation sets {[format_seq(d) for d in space.dilation_sets]}"
+            print(
+                f"\nsearch {study}: up to {scfg.trials} trials of {max_epochs} epochs over "
+                f"{proposer.size} architectures (N in {list(space.blocks)}, kernels "
+                f"{list(space.kernels)}{dil}, RF < {ds.patch_size} px); objective "
+                f"{scfg.objective}"
+                f"{' (' + COST_WORDS[scfg.cost] + ')' if scfg.multi_objective else ''}; "
+                f"TPE seed {seed}; ASHA grace period {scfg.grace(max_epochs)} epoch(s), factor "
+                f"{scfg.reduction_factor}; {concurrent} trial(s) at a time on {where.where}",
+                flush=True,
+            )
+            name = _ray_name(where.storage_path, experiment, study, where.resume)
+            ttune.run_search(
+                proposer,
+                sampler=make_sampler(seed, n_startup_trials=scfg.startup_trials()),
+                study_name=study,
+                trials=scfg.trials,
+                max_epochs=max_epochs,
+                name=name,
+                storage_path=where.storage_path,
+                cpus_per_trial=sweep.cpus_per_trial,
+                gpus_per_trial=sweep.gpus_per_trial,
+                resume=where.resume,
+                max_failures=sweep.max_failures,
+                max_concurrent=concurrent,
+                grace_period=scfg.grace(max_epochs),
+                reduction_factor=scfg.reduction_factor,
+                on_stopped=_mark_stopped,
+            )
+            rows, events = search_trials(uri, experiment, study)
+            summary = summarize(rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs)
+            summary.update(
+                seed=seed, experiment=experiment, ray_results=str(Path(where.storage_path) / name)
+            )
+            comparison = None
+            if self.compare_grid:
+                grid = self.grids[ds.name]
+                comparison = compare_with_grid(rows, events, grid, tolerance=scfg.tolerance)
+                comparison["grid_best"] = grid["best"]
+                comparison["grid_experiment"] = self.compare_grid
+                if grid["best"]["epochs"] != max_epochs:
+                    print(
+                        f"note: the grid trained {grid['best']['epochs']} epochs, the search "
+                        f"{max_epochs}",
+                        flush=True,
+                    )
+            summary["comparison"] = comparison
+            summary["answer"] = answer_in_words(summary, comparison)
+            out = where.report_path(experiment)
+            summary["report_dir"] = str(_write_summary(summary, out))
+            _print_summary(summary)
+            summaries.append(summary)
+        return summaries
+
+    def report(self, sweep: Any, where: Any, results: list[dict[str, Any]], seconds: float) -> None:
+        if self.compare_grid and len(results) > 1:
+            print("\n" + seeds_overview(results), flush=True)
+        print(
+            f"\nMLflow: {where.tracking_uri} (experiment {self.experiment!r}, runs tagged "
+            f"{SEARCH_TAG}={SEARCH_METHOD}); browse with\n"
+            f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000",
+            flush=True,
+        )
 
 
 def run_optuna_search(
@@ -1010,8 +1217,9 @@ def run_optuna_search(
     scfg
         The search (trials, epochs, objective, seeds, tolerance, ASHA).
     sweep
-        A :class:`temseg.sweep.SweepConfig` (profile + flags): datasets, blocks, kernels,
-        protocol (lr, batch size, augmentation, precision) and resources per trial.
+        A :class:`temseg.sweep.SweepConfig` (profile + flags): datasets, the space (blocks,
+        kernels or pool sequences, dilation sets), protocol (lr, batch size, augmentation,
+        precision) and resources per trial.
     experiment
         MLflow experiment of the search runs (default ``<profile experiment>-optuna``).
     compare_grid
@@ -1022,134 +1230,26 @@ def run_optuna_search(
     Returns
     -------
     One dict per dataset x seed: :func:`summarize`'s fields, ``comparison`` (or None),
-    ``answer`` (plain words), ``report_dir``.
+    ``answer`` (plain words), ``report_dir``. The orchestration (preflight, Ray runtime,
+    data) is :func:`temseg.campaign.run_campaign`'s, shared with the grid.
     """
-    from temseg import sweep as tsweep
-    from temseg import tracking
+    from temseg.campaign import placement, run_campaign
 
-    data_dir = project_dir / "data"
-    tracking_uri = tracking_uri or tracking.default_tracking_uri(project_dir)
-    storage_path = str(Path(storage_path or project_dir / "ray_results").resolve())
-    experiment = experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}"
-    max_epochs = scfg.max_epochs or sweep.epochs
-    train_seed = sweep.seeds[0] if scfg.train_seed is None else scfg.train_seed
-    protocol = dataclasses.replace(sweep, epochs=max_epochs, seeds=(train_seed,))
-
-    if dry_run:
-        datasets = tsweep.planned_datasets(sweep, data_dir)
-        tsweep.print_table(plan(scfg, sweep, datasets))
-        print(
-            f"\n{len(datasets)} dataset(s) x {len(scfg.seeds)} search seed(s), up to "
-            f"{scfg.trials} trials of {max_epochs} epochs each; nothing run.",
-            flush=True,
-        )
-        return []
-
-    # Everything that can fail at start fails here, before a trial is scheduled.
-    tracking.check_tracking(tracking_uri)
-    if compare_grid:
-        from temseg.analysis import collect
-
-        collect.get_experiment(collect.client_for(tracking_uri), compare_grid)
-
-    def preflight(datasets: Sequence[Any]) -> tuple[list[tuple], dict[str, Any]]:
-        for ds in datasets:
-            SearchSpace(sweep.blocks, sweep.kernels, ds.patch_size, scfg.dilations)
-        studies = [(ds, s, study_name(ds.name, scfg, s)) for ds in datasets for s in scfg.seeds]
-        if not resume:
-            taken = [s for _, _, s in studies if _study_has_runs(tracking_uri, experiment, s)]
-            if taken:
-                raise ConfigError(
-                    f"experiment {experiment!r} already holds runs of {taken}; continue them "
-                    "with --resume, or start afresh with another --seed or --experiment"
-                )
-        grids = (
-            {ds.name: grid_summary(tracking_uri, compare_grid, ds.name) for ds in datasets}
-            if compare_grid
-            else {}
-        )
-        return studies, grids
-
-    if sweep.data:
-        studies, grids = preflight(tsweep.open_datasets(list(sweep.data)))
-    from temseg import tune as ttune
-
-    summaries: list[dict[str, Any]] = []
-    cluster = ttune.init_ray(address, num_cpus=num_cpus)
-    try:
-        ttune.check_resources(sweep.cpus_per_trial, sweep.gpus_per_trial, cluster)
-        if not sweep.data:
-            studies, grids = preflight(tsweep.synthetic_series(sweep, data_dir))
-        experiment_id = tracking.ensure_experiment(tracking_uri, experiment)
-        concurrent = _max_concurrent(scfg, sweep, cluster)
-        for ds, seed, study in studies:
-            space = SearchSpace(sweep.blocks, sweep.kernels, ds.patch_size, scfg.dilations)
-            factory = TrialFactory(protocol, ds, tracking_uri, experiment_id, study)
-            proposer = Proposer(space, scfg.objective, scfg.cost, max_epochs, factory)
-            print(
-                f"\nsearch {study}: up to {scfg.trials} trials of {max_epochs} epochs over "
-                f"{proposer.size} architectures (N in {list(space.blocks)}, kernels "
-                f"{list(space.kernels)}{', dilations ' + str(list(space.dilations)) if space.dilations else ''}, "
-                f"RF < {ds.patch_size} px); objective {scfg.objective}"
-                f"{' (' + COST_WORDS[scfg.cost] + ')' if scfg.multi_objective else ''}; "
-                f"TPE seed {seed}; ASHA grace period {scfg.grace(max_epochs)} epoch(s), factor "
-                f"{scfg.reduction_factor}; {concurrent} trial(s) at a time on "
-                f"{'cluster ' + address if address else 'a local Ray runtime'}",
-                flush=True,
-            )
-            name = _ray_name(storage_path, experiment, study, resume)
-            ttune.run_search(
-                proposer,
-                sampler=make_sampler(seed, n_startup_trials=scfg.startup_trials()),
-                study_name=study,
-                trials=scfg.trials,
-                max_epochs=max_epochs,
-                name=name,
-                storage_path=storage_path,
-                cpus_per_trial=sweep.cpus_per_trial,
-                gpus_per_trial=sweep.gpus_per_trial,
-                resume=resume,
-                max_failures=sweep.max_failures,
-                max_concurrent=concurrent,
-                grace_period=scfg.grace(max_epochs),
-                reduction_factor=scfg.reduction_factor,
-                on_stopped=_mark_stopped,
-            )
-            rows, events = search_trials(tracking_uri, experiment, study)
-            summary = summarize(rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs)
-            summary.update(
-                seed=seed, experiment=experiment, ray_results=str(Path(storage_path) / name)
-            )
-            comparison = None
-            if compare_grid:
-                grid = grids[ds.name]
-                comparison = compare_with_grid(rows, events, grid, tolerance=scfg.tolerance)
-                comparison["grid_best"] = grid["best"]
-                comparison["grid_experiment"] = compare_grid
-                if grid["best"]["epochs"] != max_epochs:
-                    print(
-                        f"note: the grid trained {grid['best']['epochs']} epochs, the search "
-                        f"{max_epochs}",
-                        flush=True,
-                    )
-            summary["comparison"] = comparison
-            summary["answer"] = answer_in_words(summary, comparison)
-            out = Path(report_dir or project_dir / "reports" / experiment)
-            summary["report_dir"] = str(_write_summary(summary, out))
-            _print_summary(summary)
-            summaries.append(summary)
-    finally:
-        if not address:
-            ttune.shutdown_ray()
-    if compare_grid and len(summaries) > 1:
-        print("\n" + seeds_overview(summaries), flush=True)
-    print(
-        f"\nMLflow: {tracking_uri} (experiment {experiment!r}, runs tagged "
-        f"{SEARCH_TAG}={SEARCH_METHOD}); browse with\n"
-        f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000",
-        flush=True,
+    where = placement(
+        project_dir,
+        address=address,
+        tracking_uri=tracking_uri,
+        storage_path=storage_path,
+        report_dir=report_dir,
+        num_cpus=num_cpus,
+        resume=resume,
     )
-    return summaries
+    strategy = SearchStrategy(
+        scfg,
+        experiment=experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}",
+        compare_grid=compare_grid,
+    )
+    return run_campaign(sweep, strategy, where, dry_run=dry_run)
 
 
 def seeds_overview(summaries: Sequence[Mapping[str, Any]]) -> str:
@@ -1251,6 +1351,8 @@ def search_config(values: Mapping[str, Any]) -> SearchConfig:
 __all__ = [
     "SearchConfig",
     "SearchSpace",
+    "SearchStrategy",
+    "space_for",
     "Proposer",
     "Outcome",
     "TrialFactory",

@@ -90,23 +90,6 @@ def check_resources(
         )
 
 
-def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int) -> None:
-    """Test-only hook: crash at ``fault['epoch']`` the first ``fault['times']`` times.
-
-    Attempts are counted in files under ``fault['marker_dir']`` (shared by every try of the
-    trial). ``times`` < 0 means always. Production sweeps never set ``fault``.
-    """
-    if not fault or epoch != int(fault["epoch"]):
-        return
-    marker_dir = Path(fault["marker_dir"])
-    marker_dir.mkdir(parents=True, exist_ok=True)
-    tries = len(list(marker_dir.glob("crash-*")))
-    times = int(fault["times"])
-    if times < 0 or tries < times:
-        (marker_dir / f"crash-{tries}-{os.getpid()}").touch()
-        raise RuntimeError(f"injected fault at epoch {epoch} (try {tries + 1})")
-
-
 def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
     """Ray Tune function trainable: one training of :func:`temseg.train.fit`.
 
@@ -144,7 +127,6 @@ def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
     state = {"finished": False}
 
     def report(row: dict[str, Any]) -> None:
-        _maybe_inject_fault(meta.get("fault"), row["epoch"])
         if row["epoch"] > already_logged:
             run.log_epoch(row)
         if row.get("done"):
