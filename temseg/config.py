@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from temseg.receptive_field import check_pools, receptive_field, resolve_dilations
+from temseg.receptive_field import Architecture
 
 T = TypeVar("T")
 
@@ -167,23 +167,9 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The residual UNet: N blocks, one max-pool kernel per block, N + 1 dilations."""
-
-    num_blocks: int
-    pools: tuple[int, ...]
-    dilations: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
-        object.__setattr__(self, "pools", check_pools(self.pools, self.num_blocks))
-        object.__setattr__(self, "dilations", resolve_dilations(self.num_blocks, self.dilations))
-
-    @property
-    def rf_px(self) -> int:
-        return receptive_field(self.pools, self.dilations)
+# The model's config is the one architecture type (N, pools, dilations; validated when built).
+# The old name stays for checkpoints' readers and scripts.
+ModelConfig = Architecture
 
 
 @dataclass(frozen=True)
@@ -220,7 +206,7 @@ class TrainConfig:
     gpu_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        model = ModelConfig(self.num_blocks, self.pools, self.dilations)
+        model = Architecture(self.num_blocks, self.pools, self.dilations)
         object.__setattr__(self, "pools", model.pools)
         object.__setattr__(self, "dilations", model.dilations)
         for name in ("epochs", "batch_size"):
@@ -238,5 +224,6 @@ class TrainConfig:
             raise ValueError(f"precision must be bf16 or fp32, got {self.precision!r}")
 
     @property
-    def model(self) -> ModelConfig:
-        return ModelConfig(self.num_blocks, self.pools, self.dilations)
+    def model(self) -> Architecture:
+        """The network this run trains."""
+        return Architecture(self.num_blocks, self.pools, self.dilations)
