@@ -39,21 +39,22 @@ from pathlib import Path
 from typing import Any
 
 from temseg.config import ConfigError, check_distinct
-from temseg.receptive_field import (
+from temseg.receptive_field import (  # forward_flops, train_gflop: re-exported
     Architecture,
     format_seq,
+    forward_flops,
     parameter_count,
     parse_seq,
     pool_product,
+    train_gflop,
 )
+from temseg.trial import TAG_SEARCH, TAG_STUDY
 
 DICE = "best_val_hard_dice"  # what the trainable reports each epoch: best val dice so far
 OBJECTIVES = ("dice", "dice-per-cost")
 COSTS = ("flops", "params")
 COST_METRIC = {"flops": "train_gflop", "params": "n_params"}
 COST_WORDS = {"flops": "training GFLOP per patch", "params": "parameters"}
-SEARCH_TAG = "temseg.search"
-STUDY_TAG = "temseg.study"
 SEARCH_METHOD = "optuna"
 CONSTRAINT = "rf_below_patch"
 
@@ -129,51 +130,6 @@ def study_name(dataset: str, scfg: SearchConfig, seed: int) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Cost of an architecture (pure arithmetic, like temseg.receptive_field)
-
-
-def forward_flops(arch: Architecture, patch_size: int) -> int:
-    """Floating-point operations of one forward pass over one ``patch_size`` square patch.
-
-    Counts the convolutions (2 per multiply-add, biases, BatchNorm, ReLU, pooling and
-    upsampling left out, as ``torch.utils.flop_counter`` does): per residual block at side s,
-    ``2 s^2 (9 c_in c_out + 9 c_out^2 + c_in c_out)``, encoder block i at side
-    ``P / prod(p_<i)`` with 4 * 2**i filters, the bottleneck at ``P / prod(p)``, decoder block i
-    from ``f_i + f_(i+1)`` channels, and the final 1x1 conv to 2 classes. Dilation changes no
-    count ("same" padding keeps every side). Larger pools shrink the deeper feature maps, so a
-    larger RF through pooling is *cheaper*.
-
-    Examples
-    --------
-    >>> forward_flops(Architecture(2, (2, 2), (1, 1, 1)), 128) > forward_flops(
-    ...     Architecture(2, (4, 4), (1, 1, 1)), 128)
-    True
-    """
-    n, pools = arch.num_blocks, arch.pools
-    if patch_size % pool_product(pools):
-        raise ValueError(f"patch {patch_size} px is not divisible by the pools {pools}")
-    f = [4 * 2**i for i in range(n + 1)]
-
-    def block(cin: int, cout: int, side: int) -> int:
-        return 2 * side * side * (9 * cin * cout + 9 * cout * cout + cin * cout)
-
-    sides = [patch_size]
-    for p in pools:
-        sides.append(sides[-1] // p)
-    total = 0
-    cin = 1
-    for i in range(n):
-        total += block(cin, f[i], sides[i])
-        cin = f[i]
-    total += block(f[n - 1], f[n], sides[n])
-    for i in range(n):
-        total += block(f[i] + f[i + 1], f[i], sides[i])
-    total += 2 * patch_size * patch_size * f[0] * 2
-    return total
-
-
-def train_gflop(arch: Architecture, patch_size: int) -> float:
-    """Training GFLOP per patch: forward + backward ~= 3 x forward (Kaplan et al. 2020)."""
-    return 3 * forward_flops(arch, patch_size) / 1e9
 
 
 def cost_of(arch: Architecture, cost: str, patch_size: int) -> float:
@@ -530,41 +486,35 @@ def propose_sequence(
 
 @dataclass(frozen=True)
 class TrialFactory:
-    """Architecture -> ``{"train": TrainConfig dict, "meta": ...}`` via ``sweep.build_trials``.
+    """Architecture -> the grid's ``{"train", "meta"}`` trial dict, tagged with the study.
 
-    The trial key also holds the study, so two searches (another seed, another objective)
-    never share a run, while a resumed search finds its own.
+    Built by :func:`temseg.sweep.make_trial` exactly as the grid's. The trial key also holds
+    the study, so two searches (another seed, another objective) never share a run, while a
+    resumed search finds its own.
     """
 
     sweep: Any  # temseg.sweep.SweepConfig with epochs = max_epochs, seeds = (train seed,)
-    dataset: Any  # temseg.sweep.Dataset
+    dataset: Any  # temseg.trial.Dataset
     tracking_uri: str
     experiment_id: str
     study: str
 
     def __call__(self, arch: Architecture) -> dict[str, Any]:
-        from temseg.sweep import build_trials
-        from temseg.tracking import trial_key
+        from temseg.sweep import make_trial
 
-        cfg = dataclasses.replace(
+        trial = make_trial(
             self.sweep,
-            blocks=(arch.num_blocks,),
-            pools=(format_seq(arch.pools),),
-            dilations=(format_seq(arch.dilations),),
-            dilation_variants=False,
+            self.dataset,
+            arch,
+            self.sweep.seeds[0],
+            search=SEARCH_METHOD,
+            study=self.study,
         )
-        (trial,) = build_trials(
-            cfg,
-            [self.dataset],
+        return trial.to_ray(
             tracking_uri=self.tracking_uri,
             experiment_id=self.experiment_id,
-            search=SEARCH_METHOD,
+            gpus_per_trial=self.sweep.gpus_per_trial,
         )
-        trial["meta"]["trial_key"] = trial_key(
-            {**trial["train"], "experiment": self.experiment_id, "study": self.study}
-        )
-        trial["meta"]["tags"][STUDY_TAG] = self.study
-        return trial
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,7 +592,7 @@ def search_trials(tracking_uri: str, experiment: str, study: str) -> tuple[list[
     client = collect.client_for(tracking_uri)
     exp = collect.get_experiment(client, experiment)
     runs = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study}'", max_results=5000
+        [exp.experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study}'", max_results=5000
     )
     rows, events = [], []
     for run in runs:
@@ -739,8 +689,9 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
         "architectures": int(len(arch)),
         "runs": int(len(mine)),
         "best": {
-            "name": f"N{int(top['num_blocks'])}-p{top['pools'].replace('-', '.')}"
-            f"-d{str(top['dilations']).replace('-', '.')}",
+            "name": Architecture(
+                int(top["num_blocks"]), parse_seq(top["pools"]), parse_seq(str(top["dilations"]))
+            ).name,
             "num_blocks": int(top["num_blocks"]),
             "pools": top["pools"],
             "dilations": top["dilations"],
@@ -847,8 +798,8 @@ def summarize(
     for r in rows:
         arch = Architecture(
             int(r["num_blocks"]),
-            tuple(int(p) for p in str(r["pools"]).split("-")),
-            tuple(int(d) for d in str(r["dilations"]).split("-")),
+            parse_seq(str(r["pools"])),
+            parse_seq(str(r["dilations"])),
         )
         table.append(
             {
@@ -1004,7 +955,7 @@ def _study_has_runs(tracking_uri: str, experiment: str, study: str) -> bool:
     if exp is None:
         return False
     runs = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study}'", max_results=1
+        [exp.experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study}'", max_results=1
     )
     return bool(runs)
 
@@ -1189,7 +1140,7 @@ class SearchStrategy:
             print("\n" + seeds_overview(results), flush=True)
         print(
             f"\nMLflow: {where.tracking_uri} (experiment {self.experiment!r}, runs tagged "
-            f"{SEARCH_TAG}={SEARCH_METHOD}); browse with\n"
+            f"{TAG_SEARCH}={SEARCH_METHOD}); browse with\n"
             f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000",
             flush=True,
         )

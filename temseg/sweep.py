@@ -43,6 +43,7 @@ from temseg.receptive_field import (
     pool_sequences,
     resolve_dilations,
 )
+from temseg.trial import GRID, Dataset, Trial
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 PROFILES = ("smoke", "demo", "validation", "paper")
@@ -298,7 +299,7 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
         bad = [p for p in explicit_pools if patch_size % pool_product(p)]
         if bad:
             raise ConfigError(
-                f"pool sequence(s) {['-'.join(map(str, p)) for p in bad]} do not divide the "
+                f"pool sequence(s) {[format_seq(p) for p in bad]} do not divide the "
                 f"{patch_size} px patch (their product must divide it)"
             )
     if not unique and explicit_pools and not any(len(p) in cfg.blocks for p in explicit_pools):
@@ -313,15 +314,6 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
             f"{patch_size} px patch"
         )
     return unique
-
-
-@dataclass(frozen=True)
-class Dataset:
-    path: str  # absolute
-    name: str
-    pixel_size_nm: float
-    patch_size: int
-    contrast: float
 
 
 def open_datasets(paths: list[str]) -> list[Dataset]:
@@ -384,79 +376,60 @@ def synthetic_series(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     ]
 
 
+def make_trial(
+    cfg: SweepConfig,
+    ds: Dataset,
+    arch: Architecture,
+    seed: int,
+    *,
+    search: str = GRID,
+    study: str | None = None,
+) -> Trial:
+    """The :class:`temseg.trial.Trial` of ``arch`` on ``ds`` with ``seed`` under ``cfg``'s
+    protocol, its precision resolved ("auto" -> what this machine trains), validated."""
+    train = TrainConfig(
+        data=ds.path,
+        num_blocks=arch.num_blocks,
+        pools=arch.pools,
+        dilations=arch.dilations,
+        seed=seed,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        val_dihedral=cfg.val_dihedral,
+        lr_schedule=cfg.lr_schedule,
+        precision=resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial),
+    )
+    return Trial(ds, train, profile=cfg.profile, search=search, study=study)
+
+
+def plan_trials(cfg: SweepConfig, datasets: list[Dataset]) -> list[Trial]:
+    """The grid's trials: dataset x architecture x seed, in a stable order."""
+    return [
+        make_trial(cfg, ds, arch, seed)
+        for ds in datasets
+        for arch in architectures(cfg, ds.patch_size)
+        for seed in cfg.seeds
+    ]
+
+
 def build_trials(
     cfg: SweepConfig,
     datasets: list[Dataset],
     *,
     tracking_uri: str,
     experiment_id: str,
-    search: str = "grid",
 ) -> list[dict[str, Any]]:
-    """One ``{"train": TrainConfig dict, "meta": ...}`` per dataset x architecture x seed."""
-    from temseg.tracking import run_name, trial_key
-
-    precision = resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial)
-
-    trials = []
-    for ds in datasets:
-        for arch in architectures(cfg, ds.patch_size):
-            for seed in cfg.seeds:
-                train = to_dict(
-                    TrainConfig(
-                        data=ds.path,
-                        num_blocks=arch.num_blocks,
-                        pools=arch.pools,
-                        dilations=arch.dilations,
-                        seed=seed,
-                        epochs=cfg.epochs,
-                        lr=cfg.lr,
-                        batch_size=cfg.batch_size,
-                        augment=cfg.augment,
-                        val_dihedral=cfg.val_dihedral,
-                        lr_schedule=cfg.lr_schedule,
-                        precision=precision,
-                    )
-                )
-                params = {
-                    "dataset": ds.name,
-                    "data_path": ds.path,
-                    "contrast": round(ds.contrast, 6),
-                    "pixel_size_nm": ds.pixel_size_nm,
-                    "num_blocks": arch.num_blocks,
-                    "pools": format_seq(arch.pools),
-                    "dilations": format_seq(arch.dilations),
-                    "seed": seed,
-                    "epochs": cfg.epochs,
-                    "lr": cfg.lr,
-                    "batch_size": cfg.batch_size,
-                    "lr_schedule": cfg.lr_schedule,
-                    "val_dihedral": cfg.val_dihedral,
-                    "precision": precision,
-                    "rf_px": arch.rf_px,
-                    "rf_nm": round(arch.rf_px * ds.pixel_size_nm, 4),
-                    "rf_exact_min_px": arch.rf_exact[0],
-                    "rf_exact_max_px": arch.rf_exact[1],
-                    "n_params": arch.n_params,
-                }
-                trials.append(
-                    {
-                        "train": train,
-                        "meta": {
-                            "run_name": run_name(ds.name, arch.name, seed),
-                            "trial_key": trial_key({**train, "experiment": experiment_id}),
-                            "tracking_uri": tracking_uri,
-                            "experiment_id": experiment_id,
-                            "gpus_per_trial": cfg.gpus_per_trial,
-                            "params": params,
-                            "tags": {
-                                "temseg.search": search,
-                                "temseg.strategy": arch.strategy,
-                                "temseg.profile": cfg.profile,
-                            },
-                        },
-                    }
-                )
-    return trials
+    """The grid's trials as Ray carries them: one ``{"train", "meta"}`` dict each."""
+    return [
+        t.to_ray(
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+            gpus_per_trial=cfg.gpus_per_trial,
+        )
+        for t in plan_trials(cfg, datasets)
+    ]
 
 
 def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any]]:
@@ -524,7 +497,7 @@ class GridStrategy:
     def plan(self, cfg: SweepConfig, datasets: list[Dataset]) -> None:
         rows = trial_table(cfg, datasets)
         print_table(rows)
-        n = sum(r["seeds"] for r in rows)
+        n = len(plan_trials(cfg, datasets))  # the real trials, validated as a run builds them
         print(
             f"\n{n} trials ({len(rows)} architectures x datasets, {len(cfg.seeds)} seeds); nothing run."
         )

@@ -153,7 +153,7 @@ def _runnable(storage_path: str, resources: dict[str, float]) -> Any:
     return tune.with_resources(tune.with_parameters(trainable, state_root=state_root), resources)
 
 
-NODE_TAG, NODES_TAG, ATTEMPTS_TAG = "temseg.node_id", "temseg.nodes", "temseg.attempts"
+TAG_NODE_ID, TAG_NODES, TAG_ATTEMPTS = "temseg.node_id", "temseg.nodes", "temseg.attempts"
 
 
 def _tag_attempt(run: Any) -> None:
@@ -161,12 +161,12 @@ def _tag_attempt(run: Any) -> None:
     (``temseg.node_id``), every node the trial has run on in order (``temseg.nodes``) and
     how many tries started training (``temseg.attempts``: retries, node losses, resumes)."""
     node = ray.get_runtime_context().get_node_id()
-    nodes = [n for n in run.tags.get(NODES_TAG, "").split(",") if n]
+    nodes = [n for n in run.tags.get(TAG_NODES, "").split(",") if n]
     run.set_tags(
         {
-            NODE_TAG: node,
-            NODES_TAG: ",".join(nodes if node in nodes else [*nodes, node]),
-            ATTEMPTS_TAG: int(run.tags.get(ATTEMPTS_TAG, 0)) + 1,
+            TAG_NODE_ID: node,
+            TAG_NODES: ",".join(nodes if node in nodes else [*nodes, node]),
+            TAG_ATTEMPTS: int(run.tags.get(TAG_ATTEMPTS, 0)) + 1,
         }
     )
 
