@@ -216,6 +216,7 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--seed",
+        "--search-seeds",
         dest="search_seeds",
         nargs="+",
         type=int,
