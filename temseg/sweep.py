@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+# ClusterError and check_address moved to temseg.campaign; still importable from here
 from temseg.campaign import ClusterError, check_address, ray_run_name  # noqa: F401
 from temseg.config import (
     LR_SCHEDULES,
@@ -271,14 +272,11 @@ def parse_arch_seq(text: str, *, what: str = "sequence") -> tuple[int, ...]:
         raise ConfigError(f"{what}: {exc}") from None
 
 
-_seq = parse_arch_seq
-
-
 def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
     """The sweep's networks for one patch size, without duplicates, in a stable order."""
     out: list[Architecture] = []
-    explicit_pools = [_seq(p) for p in cfg.pools]
-    explicit_dil = [_seq(d) for d in cfg.dilations]
+    explicit_pools = [parse_arch_seq(p, what="pools") for p in cfg.pools]
+    explicit_dil = [parse_arch_seq(d, what="dilations") for d in cfg.dilations]
     for n in cfg.blocks:
         if explicit_pools:
             seqs = [p for p in explicit_pools if len(p) == n]
