@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+# One definition each: the lattice constant and the Nyquist frequency of the generator, the
+# {111} spacing (0.2355 nm, rounded as the paper) that the preprocessing limits pixels by.
+from temseg.data.preprocess import AU_D111_NM
+from temseg.data.synth import AU_LATTICE_NM, nyquist_inv_nm  # noqa: F401
+
 # fcc Au, a = 0.4078 nm: d_hkl = a / sqrt(h^2 + k^2 + l^2) (SPEC.md section 4).
-AU_LATTICE_NM = 0.4078
-AU_D111_NM = 0.2355
 AU_D200_NM = 0.2039
 AU_D_SPACINGS_NM = (AU_D111_NM, AU_D200_NM)
 # Half-width of the band beyond the outermost reflections, in nm^-1; see fourier_band.
@@ -61,11 +64,6 @@ class FourierBand:
     @property
     def nyquist_inv_nm(self) -> float:
         return nyquist_inv_nm(self.pixel_size_nm)
-
-
-def nyquist_inv_nm(pixel_size_nm: float) -> float:
-    """Nyquist frequency ``1 / (2 * pixel_size_nm)`` in nm^-1."""
-    return 1.0 / (2.0 * pixel_size_nm)
 
 
 def reflection_radius_px(d_nm: float, pixel_size_nm: float, patch_size: int) -> float:

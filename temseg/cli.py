@@ -12,8 +12,10 @@ import sys
 
 
 def _int_list(text: str) -> tuple[int, ...]:
+    from temseg.receptive_field import parse_seq
+
     try:
-        return tuple(int(v) for v in text.replace("-", ",").split(",") if v.strip())
+        return parse_seq(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
@@ -64,8 +66,8 @@ def _cmd_arch(args: argparse.Namespace) -> int:
             rows.append(
                 {
                     "num_blocks": a.num_blocks,
-                    "pools": "-".join(map(str, a.pools)),
-                    "dilations": "-".join(map(str, a.dilations)),
+                    "pools": rf.format_seq(a.pools),
+                    "dilations": rf.format_seq(a.dilations),
                     "rf_px": a.rf_px,  # Eq. 1, the paper's convention
                     "rf_exact_min_px": lo,
                     "rf_exact_max_px": hi,
@@ -107,8 +109,8 @@ def _cmd_arch(args: argparse.Namespace) -> int:
     rf_px = cfg.rf_px
     lo, hi = rf.exact_receptive_field(cfg.pools, cfg.dilations)
     print(f"num_blocks: {cfg.num_blocks}")
-    print(f"pools:      {'-'.join(map(str, cfg.pools))}")
-    print(f"dilations:  {'-'.join(map(str, cfg.dilations))}")
+    print(f"pools:      {rf.format_seq(cfg.pools)}")
+    print(f"dilations:  {rf.format_seq(cfg.dilations)}")
     print(f"rf_px:      {rf_px} (Eq. 1, the paper's convention)")
     print(f"rf_exact:   {_px_range(lo, hi)} px (exact reach, min-max over output positions)")
     if nm is not None:
@@ -158,12 +160,13 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
 def _cmd_import_legacy(args: argparse.Namespace) -> int:
     from temseg.legacy import load_legacy_checkpoint
     from temseg.model import count_parameters
+    from temseg.receptive_field import format_seq
 
     model = load_legacy_checkpoint(args.source, save_to=args.out)
     cfg = model.config
     print(
-        f"{args.source} -> {args.out}: N={cfg.num_blocks} pools {'-'.join(map(str, cfg.pools))} "
-        f"dilations {'-'.join(map(str, cfg.dilations))}, RF {cfg.rf_px} px, "
+        f"{args.source} -> {args.out}: N={cfg.num_blocks} pools {format_seq(cfg.pools)} "
+        f"dilations {format_seq(cfg.dilations)}, RF {cfg.rf_px} px, "
         f"{count_parameters(model)} parameters"
     )
     return 0
@@ -349,10 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     _register_import_legacy(sub)
     _register_segment(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
+    from temseg import sweep_cli
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
 
     data_cli.register(sub)
+    sweep_cli.register(sub)
     analysis_cli.register(sub)
     return parser
 

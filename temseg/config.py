@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from temseg.receptive_field import check_pools, receptive_field, resolve_dilations
+from temseg.receptive_field import Architecture
 
 T = TypeVar("T")
 
@@ -106,6 +106,16 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{name}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        # nested configs go through from_dict too: unknown keys, types and ranges checked
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            try:
+                return from_dict(tp, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+        raise ConfigError(f"{name}: expected a mapping, got {value!r}")
     return value
 
 
@@ -134,34 +144,32 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise ConfigError(f"{cls.__name__}: {exc}") from exc
 
 
+def check_distinct(name: str, values: tuple[Any, ...]) -> None:
+    """Refuse repeated values in a list field (``--seeds 5 5`` would train one trial twice)."""
+    repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if repeated:
+        raise ValueError(
+            f"{name} must be distinct values, got {list(values)} "
+            f"({', '.join(map(str, repeated))} repeated)"
+        )
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    """A JSON-ready dict of a config dataclass (tuples become lists; nested configs, dicts)."""
 
     def plain(v: Any) -> Any:
         if isinstance(v, (tuple, list)):
             return [plain(x) for x in v]
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return to_dict(v)
         return v
 
     return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The residual UNet: N blocks, one max-pool kernel per block, N + 1 dilations."""
-
-    num_blocks: int
-    pools: tuple[int, ...]
-    dilations: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
-        object.__setattr__(self, "pools", check_pools(self.pools, self.num_blocks))
-        object.__setattr__(self, "dilations", resolve_dilations(self.num_blocks, self.dilations))
-
-    @property
-    def rf_px(self) -> int:
-        return receptive_field(self.pools, self.dilations)
+# The model's config is the one architecture type (N, pools, dilations; validated when built).
+# The old name stays for checkpoints' readers and scripts.
+ModelConfig = Architecture
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,7 @@ class TrainConfig:
     gpu_fraction: float = 0.0
 
     def __post_init__(self) -> None:
-        model = ModelConfig(self.num_blocks, self.pools, self.dilations)
+        model = Architecture(self.num_blocks, self.pools, self.dilations)
         object.__setattr__(self, "pools", model.pools)
         object.__setattr__(self, "dilations", model.dilations)
         for name in ("epochs", "batch_size"):
@@ -216,5 +224,6 @@ class TrainConfig:
             raise ValueError(f"precision must be bf16 or fp32, got {self.precision!r}")
 
     @property
-    def model(self) -> ModelConfig:
-        return ModelConfig(self.num_blocks, self.pools, self.dilations)
+    def model(self) -> Architecture:
+        """The network this run trains."""
+        return Architecture(self.num_blocks, self.pools, self.dilations)

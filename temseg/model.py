@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from temseg.config import ModelConfig
-from temseg.receptive_field import check_input_size
+from temseg.receptive_field import Architecture, check_input_size
 
 CHECKPOINT_FORMAT = "temseg-checkpoint/1"
 MODEL_KEYS = ("num_blocks", "pools", "dilations")
@@ -84,13 +83,22 @@ class ResidualUNet(nn.Module):
 
     def __init__(
         self,
-        num_blocks: int,
-        pools: Sequence[int],
+        num_blocks: int | Architecture,
+        pools: Sequence[int] | None = None,
         dilations: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        cfg = ModelConfig(num_blocks, tuple(pools), None if dilations is None else tuple(dilations))
-        self.config = cfg
+        if isinstance(num_blocks, Architecture):  # ResidualUNet(arch): the one architecture type
+            if pools is not None or dilations is not None:
+                raise TypeError("give an Architecture or num_blocks, pools, dilations, not both")
+            cfg = num_blocks
+        else:
+            if pools is None:
+                raise TypeError("ResidualUNet needs pools: one max-pool kernel per block")
+            cfg = Architecture(
+                num_blocks, tuple(pools), None if dilations is None else tuple(dilations)
+            )
+        self.config = cfg  # the Architecture it was built from
         f = filters(cfg.num_blocks)
         d = cfg.dilations
         self.downs = nn.ModuleList()
@@ -120,6 +128,10 @@ class ResidualUNet(nn.Module):
         for up, block, skip in zip(self.upsamples, self.ups, reversed(skips), strict=True):
             x = block(torch.cat((skip, up(x)), dim=1))  # skip first, as the authors
         return self.final_conv(x)  # (B, 2, H, W) logits
+
+    @property
+    def architecture(self) -> Architecture:
+        return self.config
 
     def config_dict(self) -> dict[str, Any]:
         c = self.config

@@ -256,13 +256,55 @@ def parameter_count(num_blocks: int) -> int:
     return total
 
 
+def format_seq(values: Iterable[int]) -> str:
+    """``(8, 8)`` -> ``"8-8"``: the one formatter of pools and dilations for the CLI and MLflow.
+
+    >>> format_seq((1, 2, 2))
+    '1-2-2'
+    """
+    return "-".join(str(int(v)) for v in values)
+
+
+def parse_seq(text: str | Iterable[int]) -> tuple[int, ...]:
+    """``"8-8"`` (or ``"8,8"``, or already a sequence) -> ``(8, 8)``: the one parser.
+
+    Raises ``ValueError`` naming what arrived when ``text`` is not integers joined by - or ,.
+
+    >>> parse_seq("4-2")
+    (4, 2)
+    """
+    if not isinstance(text, str):
+        return tuple(int(v) for v in text)
+    try:
+        seq = tuple(int(v) for v in text.replace(",", "-").split("-") if v.strip())
+    except ValueError:
+        seq = ()
+    if not seq:
+        raise ValueError(f"not a sequence of integers: {text!r} (write e.g. 8-8)")
+    return seq
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """One network of the study: N blocks, pools, dilations, and its receptive field."""
+    """One network of the study: N blocks, pools, dilations; its RF, parameters and FLOPs.
+
+    The one architecture type: :class:`temseg.model.ResidualUNet` is built from it, a
+    :class:`temseg.config.TrainConfig` holds one (``.model``), sweeps plan with it. Validated
+    when built: N >= 1, N pool kernels >= 2, N + 1 dilations >= 1 (``None``: all 1). Strings
+    such as ``"2-2"`` exist only at the CLI and MLflow boundaries (:func:`format_seq`,
+    :func:`parse_seq`).
+    """
 
     num_blocks: int
     pools: tuple[int, ...]
-    dilations: tuple[int, ...]
+    dilations: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        object.__setattr__(self, "num_blocks", int(self.num_blocks))
+        object.__setattr__(self, "pools", check_pools(self.pools, self.num_blocks))
+        object.__setattr__(self, "dilations", resolve_dilations(self.num_blocks, self.dilations))
 
     @property
     def rf_px(self) -> int:
@@ -277,6 +319,10 @@ class Architecture:
     def n_params(self) -> int:
         return parameter_count(self.num_blocks)
 
+    def forward_flops(self, patch_size: int) -> int:
+        """Forward FLOPs over one square patch: :func:`forward_flops`."""
+        return forward_flops(self, patch_size)
+
     @property
     def strategy(self) -> str:
         """``"pooling"`` when the RF comes from pools alone, ``"dilation"`` otherwise."""
@@ -289,6 +335,51 @@ class Architecture:
             f"N{self.num_blocks}-p{'.'.join(map(str, self.pools))}"
             f"-d{'.'.join(map(str, self.dilations))}"
         )
+
+
+def forward_flops(arch: Architecture, patch_size: int) -> int:
+    """Floating-point operations of one forward pass over one ``patch_size`` square patch.
+
+    Counts the convolutions (2 per multiply-add, biases, BatchNorm, ReLU, pooling and
+    upsampling left out, as ``torch.utils.flop_counter`` does): per residual block at side s,
+    ``2 s^2 (9 c_in c_out + 9 c_out^2 + c_in c_out)``, encoder block i at side
+    ``P / prod(p_<i)`` with 4 * 2**i filters, the bottleneck at ``P / prod(p)``, decoder block i
+    from ``f_i + f_(i+1)`` channels, and the final 1x1 conv to 2 classes. Dilation changes no
+    count ("same" padding keeps every side). Larger pools shrink the deeper feature maps, so a
+    larger RF through pooling is *cheaper*.
+
+    Examples
+    --------
+    >>> forward_flops(Architecture(2, (2, 2), (1, 1, 1)), 128) > forward_flops(
+    ...     Architecture(2, (4, 4), (1, 1, 1)), 128)
+    True
+    """
+    n, pools = arch.num_blocks, arch.pools
+    if patch_size % pool_product(pools):
+        raise ValueError(f"patch {patch_size} px is not divisible by the pools {pools}")
+    f = [4 * 2**i for i in range(n + 1)]
+
+    def block(cin: int, cout: int, side: int) -> int:
+        return 2 * side * side * (9 * cin * cout + 9 * cout * cout + cin * cout)
+
+    sides = [patch_size]
+    for p in pools:
+        sides.append(sides[-1] // p)
+    total = 0
+    cin = 1
+    for i in range(n):
+        total += block(cin, f[i], sides[i])
+        cin = f[i]
+    total += block(f[n - 1], f[n], sides[n])
+    for i in range(n):
+        total += block(f[i] + f[i + 1], f[i], sides[i])
+    total += 2 * patch_size * patch_size * f[0] * 2
+    return total
+
+
+def train_gflop(arch: Architecture, patch_size: int) -> float:
+    """Training GFLOP per patch: forward + backward ~= 3 x forward (Kaplan et al. 2020)."""
+    return 3 * forward_flops(arch, patch_size) / 1e9
 
 
 def pool_sequences(

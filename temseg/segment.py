@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from temseg.receptive_field import pool_product, reach_interval
+from temseg.receptive_field import format_seq, pool_product, reach_interval
 
 if TYPE_CHECKING:  # torch is imported where it runs, so `temseg --help` stays instant
     import torch
@@ -72,8 +72,8 @@ class SegmentModel:
     def describe(self) -> str:
         c = self.net.config
         return (
-            f"{self.source} ({self.kind}): N={c.num_blocks} pools {'-'.join(map(str, c.pools))} "
-            f"dilations {'-'.join(map(str, c.dilations))}, RF {c.rf_px} px, trained at "
+            f"{self.source} ({self.kind}): N={c.num_blocks} pools {format_seq(c.pools)} "
+            f"dilations {format_seq(c.dilations)}, RF {c.rf_px} px, trained at "
             f"{self.pixel_size_nm:g} nm/px"
         )
 

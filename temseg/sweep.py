@@ -15,32 +15,36 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import socket
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+# ClusterError and check_address moved to temseg.campaign; still importable from here
+from temseg.campaign import ClusterError, check_address, ray_run_name  # noqa: F401
 from temseg.config import (
     LR_SCHEDULES,
     PAPER_SEEDS,
     ConfigError,
     TrainConfig,
+    check_distinct,
     from_dict,
     resolve_precision,
     to_dict,
 )
 from temseg.receptive_field import (
     Architecture,
+    check_pools,
     dilation_variants,
+    format_seq,
+    parse_seq,
     pool_product,
     pool_sequences,
     resolve_dilations,
 )
+from temseg.trial import GRID, Dataset, Trial
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 PROFILES = ("smoke", "demo", "validation", "paper")
@@ -180,6 +184,39 @@ class SweepConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
+        # Every value is checked here, when the config is built (a profile, flags, a test), so
+        # a bad one fails at load, before any store, Ray runtime or MLflow run exists.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("max_failures", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr:g}")
+        if not self.seeds:
+            raise ValueError("seeds must hold at least one seed, got none")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be >= 0, got {list(self.seeds)}")
+        if not self.blocks or min(self.blocks) < 1:
+            raise ValueError(f"blocks must be >= 1 (at least one N), got {list(self.blocks)}")
+        if not self.kernels or min(self.kernels) < 2:
+            raise ValueError(f"kernels must be >= 2, got {list(self.kernels)}")
+        for name in ("data", "seeds", "blocks", "kernels", "pools", "dilations"):
+            check_distinct(name, getattr(self, name))
+        for text in self.pools:
+            check_pools(parse_arch_seq(text, what="pools"))
+        for text in self.dilations:
+            dil = parse_arch_seq(text, what="dilations")
+            resolve_dilations(len(dil) - 1, dil)  # every value >= 1
+            if len(dil) - 1 not in self.blocks:
+                raise ValueError(
+                    f"dilations {text!r} fits no N in blocks {list(self.blocks)} (an N-block "
+                    "network takes N + 1 dilations, e.g. 1-1-2 for N = 2)"
+                )
+        if not self.cpus_per_trial > 0:
+            raise ValueError(f"cpus_per_trial must be > 0, got {self.cpus_per_trial:g}")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial:g}")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError(f"gpus_per_trial must be <= 1 or whole, got {self.gpus_per_trial:g}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
@@ -198,47 +235,48 @@ def load_profile(name: str, overrides: dict[str, Any] | None = None) -> SweepCon
     """Read ``sweeps/<name>.yaml`` and apply command-line overrides (None values ignored).
 
     ``overrides["synthetic"]``, a dict, overrides single fields of the profile's synthetic
-    series (e.g. ``{"seed": 3}``), its None values ignored too.
+    series (e.g. ``{"seed": 3}``), its None values ignored too. The profile is checked on its
+    own first, so an error names its file; an error the overrides bring in names the command
+    line instead.
     """
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         valid = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(valid)}")
     raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(raw).__name__}")
     raw["profile"] = name
-    overrides = dict(overrides or {})
-    synthetic = {k: v for k, v in (overrides.pop("synthetic", None) or {}).items() if v is not None}
-    if isinstance(raw.get("synthetic"), dict):
-        try:
-            raw["synthetic"] = from_dict(SyntheticData, raw["synthetic"])
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    if synthetic:
-        base = raw.get("synthetic", SyntheticData())
-        if not isinstance(base, SyntheticData):
-            raise ConfigError(f"{path}: synthetic: expected a mapping, got {base!r}")
-        raw["synthetic"] = from_dict(SyntheticData, {**to_dict(base), **synthetic})
-    for key, value in overrides.items():
-        if value is not None:
-            raw[key] = value
     try:
-        return from_dict(SweepConfig, raw)
+        profile = from_dict(SweepConfig, raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-
-
-def _seq(text: str) -> tuple[int, ...]:
+    overrides = dict(overrides or {})
+    synthetic = {k: v for k, v in (overrides.pop("synthetic", None) or {}).items() if v is not None}
+    merged = {k: v for k, v in overrides.items() if v is not None}
+    if synthetic:
+        merged["synthetic"] = {**to_dict(profile.synthetic), **synthetic}
+    if not merged:
+        return profile
     try:
-        return tuple(int(v) for v in str(text).replace(",", "-").split("-") if v)
-    except ValueError:
-        raise ConfigError(f"not a sequence of integers: {text!r} (write e.g. 8-8)") from None
+        return from_dict(SweepConfig, {**to_dict(profile), **merged})
+    except ConfigError as exc:
+        raise ConfigError(f"command line (profile {name}): {exc}") from None
+
+
+def parse_arch_seq(text: str, *, what: str = "sequence") -> tuple[int, ...]:
+    """``"8-8"`` -> ``(8, 8)`` (:func:`temseg.receptive_field.parse_seq`), as a ConfigError."""
+    try:
+        return parse_seq(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
     """The sweep's networks for one patch size, without duplicates, in a stable order."""
     out: list[Architecture] = []
-    explicit_pools = [_seq(p) for p in cfg.pools]
-    explicit_dil = [_seq(d) for d in cfg.dilations]
+    explicit_pools = [parse_arch_seq(p, what="pools") for p in cfg.pools]
+    explicit_dil = [parse_arch_seq(d, what="dilations") for d in cfg.dilations]
     for n in cfg.blocks:
         if explicit_pools:
             seqs = [p for p in explicit_pools if len(p) == n]
@@ -259,7 +297,7 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
         bad = [p for p in explicit_pools if patch_size % pool_product(p)]
         if bad:
             raise ConfigError(
-                f"pool sequence(s) {['-'.join(map(str, p)) for p in bad]} do not divide the "
+                f"pool sequence(s) {[format_seq(p) for p in bad]} do not divide the "
                 f"{patch_size} px patch (their product must divide it)"
             )
     if not unique and explicit_pools and not any(len(p) in cfg.blocks for p in explicit_pools):
@@ -274,15 +312,6 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
             f"{patch_size} px patch"
         )
     return unique
-
-
-@dataclass(frozen=True)
-class Dataset:
-    path: str  # absolute
-    name: str
-    pixel_size_nm: float
-    patch_size: int
-    contrast: float
 
 
 def open_datasets(paths: list[str]) -> list[Dataset]:
@@ -345,79 +374,60 @@ def synthetic_series(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     ]
 
 
+def make_trial(
+    cfg: SweepConfig,
+    ds: Dataset,
+    arch: Architecture,
+    seed: int,
+    *,
+    search: str = GRID,
+    study: str | None = None,
+) -> Trial:
+    """The :class:`temseg.trial.Trial` of ``arch`` on ``ds`` with ``seed`` under ``cfg``'s
+    protocol, its precision resolved ("auto" -> what this machine trains), validated."""
+    train = TrainConfig(
+        data=ds.path,
+        num_blocks=arch.num_blocks,
+        pools=arch.pools,
+        dilations=arch.dilations,
+        seed=seed,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        val_dihedral=cfg.val_dihedral,
+        lr_schedule=cfg.lr_schedule,
+        precision=resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial),
+    )
+    return Trial(ds, train, profile=cfg.profile, search=search, study=study)
+
+
+def plan_trials(cfg: SweepConfig, datasets: list[Dataset]) -> list[Trial]:
+    """The grid's trials: dataset x architecture x seed, in a stable order."""
+    return [
+        make_trial(cfg, ds, arch, seed)
+        for ds in datasets
+        for arch in architectures(cfg, ds.patch_size)
+        for seed in cfg.seeds
+    ]
+
+
 def build_trials(
     cfg: SweepConfig,
     datasets: list[Dataset],
     *,
     tracking_uri: str,
     experiment_id: str,
-    search: str = "grid",
 ) -> list[dict[str, Any]]:
-    """One ``{"train": TrainConfig dict, "meta": ...}`` per dataset x architecture x seed."""
-    from temseg.tracking import run_name, trial_key
-
-    precision = resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial)
-
-    trials = []
-    for ds in datasets:
-        for arch in architectures(cfg, ds.patch_size):
-            for seed in cfg.seeds:
-                train = to_dict(
-                    TrainConfig(
-                        data=ds.path,
-                        num_blocks=arch.num_blocks,
-                        pools=arch.pools,
-                        dilations=arch.dilations,
-                        seed=seed,
-                        epochs=cfg.epochs,
-                        lr=cfg.lr,
-                        batch_size=cfg.batch_size,
-                        augment=cfg.augment,
-                        val_dihedral=cfg.val_dihedral,
-                        lr_schedule=cfg.lr_schedule,
-                        precision=precision,
-                    )
-                )
-                params = {
-                    "dataset": ds.name,
-                    "data_path": ds.path,
-                    "contrast": round(ds.contrast, 6),
-                    "pixel_size_nm": ds.pixel_size_nm,
-                    "num_blocks": arch.num_blocks,
-                    "pools": "-".join(map(str, arch.pools)),
-                    "dilations": "-".join(map(str, arch.dilations)),
-                    "seed": seed,
-                    "epochs": cfg.epochs,
-                    "lr": cfg.lr,
-                    "batch_size": cfg.batch_size,
-                    "lr_schedule": cfg.lr_schedule,
-                    "val_dihedral": cfg.val_dihedral,
-                    "precision": precision,
-                    "rf_px": arch.rf_px,
-                    "rf_nm": round(arch.rf_px * ds.pixel_size_nm, 4),
-                    "rf_exact_min_px": arch.rf_exact[0],
-                    "rf_exact_max_px": arch.rf_exact[1],
-                    "n_params": arch.n_params,
-                }
-                trials.append(
-                    {
-                        "train": train,
-                        "meta": {
-                            "run_name": run_name(ds.name, arch.name, seed),
-                            "trial_key": trial_key({**train, "experiment": experiment_id}),
-                            "tracking_uri": tracking_uri,
-                            "experiment_id": experiment_id,
-                            "gpus_per_trial": cfg.gpus_per_trial,
-                            "params": params,
-                            "tags": {
-                                "temseg.search": search,
-                                "temseg.strategy": arch.strategy,
-                                "temseg.profile": cfg.profile,
-                            },
-                        },
-                    }
-                )
-    return trials
+    """The grid's trials as Ray carries them: one ``{"train", "meta"}`` dict each."""
+    return [
+        t.to_ray(
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+            gpus_per_trial=cfg.gpus_per_trial,
+        )
+        for t in plan_trials(cfg, datasets)
+    ]
 
 
 def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any]]:
@@ -428,8 +438,8 @@ def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any
                 {
                     "dataset": ds.name,
                     "num_blocks": a.num_blocks,
-                    "pools": "-".join(map(str, a.pools)),
-                    "dilations": "-".join(map(str, a.dilations)),
+                    "pools": format_seq(a.pools),
+                    "dilations": format_seq(a.dilations),
                     "strategy": a.strategy,
                     "rf_px": a.rf_px,
                     "rf_nm": round(a.rf_px * ds.pixel_size_nm, 2),
@@ -476,6 +486,74 @@ def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     return out
 
 
+@dataclass(frozen=True)
+class GridStrategy:
+    """The grid as a :class:`temseg.campaign.Strategy`: every trial of the space, one Tuner."""
+
+    name: str = "grid"
+
+    def plan(self, cfg: SweepConfig, datasets: list[Dataset]) -> None:
+        rows = trial_table(cfg, datasets)
+        print_table(rows)
+        n = len(plan_trials(cfg, datasets))  # the real trials, validated as a run builds them
+        print(
+            f"\n{n} trials ({len(rows)} architectures x datasets, {len(cfg.seeds)} seeds); nothing run."
+        )
+
+    def check_space(self, cfg: SweepConfig, patch_size: int) -> None:
+        architectures(cfg, patch_size)
+
+    def preflight(self, cfg: SweepConfig, where: Any) -> None:
+        pass
+
+    def check_datasets(self, cfg: SweepConfig, where: Any, datasets: list[Dataset]) -> None:
+        pass
+
+    def run(
+        self, cfg: SweepConfig, where: Any, cluster: dict[str, float], datasets: list[Dataset]
+    ) -> list[dict[str, Any]]:
+        from temseg import tracking
+        from temseg import tune as ttune
+
+        experiment_id = tracking.ensure_experiment(where.tracking_uri, cfg.experiment_name)
+        trials = build_trials(
+            cfg, datasets, tracking_uri=where.tracking_uri, experiment_id=experiment_id
+        )
+        print(
+            f"sweep: {len(trials)} trials ({cfg.profile} profile) on {where.where} with "
+            f"{cluster.get('CPU', 0):g} CPUs / {cluster.get('GPU', 0):g} GPUs; "
+            f"{cfg.cpus_per_trial:g} CPU + {cfg.gpus_per_trial:g} GPU per trial",
+            flush=True,
+        )
+        return ttune.run_trials(
+            trials,
+            name=ray_run_name(where.storage_path, cfg.experiment_name, where.resume),
+            storage_path=where.storage_path,
+            cpus_per_trial=cfg.cpus_per_trial,
+            gpus_per_trial=cfg.gpus_per_trial,
+            resume=where.resume,
+            max_failures=cfg.max_failures,
+        )
+
+    def report(
+        self, cfg: SweepConfig, where: Any, results: list[dict[str, Any]], seconds: float
+    ) -> None:
+        from temseg import tracking
+
+        _print_summary(results, seconds)
+        out_dir = where.report_path(cfg.experiment_name)
+        _write_report(cfg.experiment_name, where.tracking_uri, out_dir)
+        tracking.register_after_sweep(where.tracking_uri, cfg.experiment_name, out_dir)
+        # ray_run_name with resume=True reads the pointer the run just wrote (no new folder)
+        name = ray_run_name(where.storage_path, cfg.experiment_name, True)
+        print(
+            f"\nMLflow: {where.tracking_uri} (experiment {cfg.experiment_name!r}); browse with\n"
+            f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000\n"
+            f"Ray results: {os.path.join(where.storage_path, name)}",
+            flush=True,
+        )
+
+
 def run_grid(
     cfg: SweepConfig,
     *,
@@ -487,130 +565,20 @@ def run_grid(
     dry_run: bool = False,
     report_dir: str | None = None,
     num_cpus: int | None = None,
-    fault: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the sweep end to end; return one result dict per trial (see temseg.tune.run_trials)."""
-    from temseg import tracking
+    from temseg.campaign import placement, run_campaign
 
-    data_dir = project_dir / "data"
-    tracking_uri = tracking_uri or tracking.default_tracking_uri(project_dir)
-    storage_path = str(Path(storage_path or project_dir / "ray_results").resolve())
-    if dry_run:
-        datasets = planned_datasets(cfg, data_dir)
-        rows = trial_table(cfg, datasets)
-        print_table(rows)
-        n = sum(r["seeds"] for r in rows)
-        print(
-            f"\n{n} trials ({len(rows)} architectures x datasets, {len(cfg.seeds)} seeds); nothing run."
-        )
-        return []
-
-    # Everything that can fail at start fails here, before a trial is scheduled.
-    tracking.check_tracking(tracking_uri)
-    if cfg.data:
-        datasets = open_datasets(list(cfg.data))
-    for ds in datasets if cfg.data else []:
-        try:
-            architectures(cfg, ds.patch_size)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} (patch store {ds.path})") from None
-    if not cfg.data:  # the synthetic series' patch size, before any store is generated
-        try:
-            architectures(cfg, cfg.synthetic.patch_size)
-        except ConfigError as exc:
-            raise ConfigError(f"{exc} (the {cfg.profile} profile's synthetic series)") from None
-    if address:
-        check_address(address)
-    from temseg import tune as ttune
-
-    try:
-        cluster = ttune.init_ray(address, num_cpus=num_cpus)
-    except ConnectionError as exc:  # e.g. a token-auth cluster and no token here
-        if not address:
-            raise
-        raise ClusterError(
-            f"could not connect to the Ray cluster at --address {address} ({exc}); if it uses "
-            "token authentication, set RAY_AUTH_MODE=token and give its token "
-            "(~/.ray/auth_token or RAY_AUTH_TOKEN); if it was started with "
-            "RAY_AUTH_MODE=disabled, set that here too"
-        ) from None
-    try:
-        ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
-        if not cfg.data:
-            datasets = synthetic_series(cfg, data_dir)
-        experiment_id = tracking.ensure_experiment(tracking_uri, cfg.experiment_name)
-        trials = build_trials(cfg, datasets, tracking_uri=tracking_uri, experiment_id=experiment_id)
-        if fault:
-            for t in trials:
-                if fault.get("run_name") in (None, t["meta"]["run_name"]):
-                    t["meta"]["fault"] = fault
-        print(
-            f"sweep: {len(trials)} trials ({cfg.profile} profile) on "
-            f"{'cluster ' + address if address else 'a local Ray runtime'} with "
-            f"{cluster.get('CPU', 0):g} CPUs / {cluster.get('GPU', 0):g} GPUs; "
-            f"{cfg.cpus_per_trial:g} CPU + {cfg.gpus_per_trial:g} GPU per trial",
-            flush=True,
-        )
-        t0 = time.time()
-        name = ray_run_name(storage_path, cfg.experiment_name, resume)
-        results = ttune.run_trials(
-            trials,
-            name=name,
-            storage_path=storage_path,
-            cpus_per_trial=cfg.cpus_per_trial,
-            gpus_per_trial=cfg.gpus_per_trial,
-            resume=resume,
-            max_failures=cfg.max_failures,
-        )
-    finally:
-        if not address:
-            ttune.shutdown_ray()
-    _print_summary(results, time.time() - t0)
-    out_dir = Path(report_dir or project_dir / "reports" / cfg.experiment_name)
-    _write_report(cfg.experiment_name, tracking_uri, out_dir)
-    tracking.register_after_sweep(tracking_uri, cfg.experiment_name, out_dir)
-    print(
-        f"\nMLflow: {tracking_uri} (experiment {cfg.experiment_name!r}); browse with\n"
-        f"  mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000\n"
-        f"Ray results: {os.path.join(storage_path, name)}",
-        flush=True,
+    where = placement(
+        project_dir,
+        address=address,
+        tracking_uri=tracking_uri,
+        storage_path=storage_path,
+        report_dir=report_dir,
+        num_cpus=num_cpus,
+        resume=resume,
     )
-    return results
-
-
-class ClusterError(RuntimeError):
-    """The Ray cluster given by ``--address`` cannot be used."""
-
-
-def check_address(address: str, *, timeout: float = 5.0) -> None:
-    """Fail fast when nothing listens at ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
-    host, sep, port = address.rpartition(":")
-    if "://" in address or not sep or not port.isdigit():
-        return  # "auto", ray://...: left to Ray
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"no Ray cluster answers at --address {address} ({exc.strerror or exc}); start its "
-            f"head there (`ray start --head --port {port}`) or leave --address out to run on "
-            "a local Ray runtime"
-        ) from None
-
-
-def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
-    """Ray's run folder for ``key``: a fresh one per run; ``resume`` picks the latest again.
-
-    The latest folder's name is kept in ``<storage_path>/<key>.latest``.
-    """
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:150]
-    pointer = Path(storage_path) / f"{safe}.latest"
-    if resume and pointer.is_file():
-        return pointer.read_text().strip()
-    name = f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    pointer.write_text(name + "\n")
-    return name
+    return run_campaign(cfg, GridStrategy(), where, dry_run=dry_run)
 
 
 def _print_summary(results: list[dict[str, Any]], seconds: float) -> None:

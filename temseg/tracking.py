@@ -14,7 +14,6 @@ working directory of each trial, so nothing here may be relative).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -26,11 +25,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from temseg.config import RESOURCE_KEYS
+from temseg.trial import TAG_ERROR, TAG_TRIAL_KEY, run_name, trial_key  # noqa: F401
 
-TRIAL_KEY = "temseg.trial_key"
-SEARCH_TAG = "temseg.search"
-STRATEGY_TAG = "temseg.strategy"
 EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
 FINAL_METRICS = (
     "test_hard_dice",
@@ -42,7 +38,6 @@ FINAL_METRICS = (
     "erf95_px",
     "erf95_nm",
 )
-ERROR_TAG = "temseg.error"
 
 
 class TrackingError(RuntimeError):
@@ -51,17 +46,6 @@ class TrackingError(RuntimeError):
 
 def default_tracking_uri(project_dir: Path) -> str:
     return f"sqlite:///{(project_dir / 'mlruns.db').resolve()}"
-
-
-def trial_key(train_config: dict[str, Any]) -> str:
-    """Stable id of a trial: everything that changes what is trained, nothing about resources."""
-    keep = {k: v for k, v in train_config.items() if k not in RESOURCE_KEYS}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def run_name(dataset: str, arch_name: str, seed: int) -> str:
-    """E.g. ``hr-2.2nm-c0.060-s0/N2-p8.8-d1.1.1-s752``."""
-    return f"{dataset}/{arch_name}-s{seed}"
 
 
 def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
@@ -124,7 +108,7 @@ def ensure_experiment(uri: str, name: str) -> str:
 def find_runs(uri: str, experiment_id: str, key: str) -> list:
     client = MlflowClient(uri)
     return client.search_runs(
-        [experiment_id], filter_string=f"tags.`{TRIAL_KEY}` = '{key}'", max_results=10
+        [experiment_id], filter_string=f"tags.`{TAG_TRIAL_KEY}` = '{key}'", max_results=10
     )
 
 
@@ -152,12 +136,12 @@ class TrialRun:
                 self.client.update_run(self.run_id, status="RUNNING")
         else:
             run = self.client.create_run(
-                experiment_id, run_name=name, tags={TRIAL_KEY: key, **tags}
+                experiment_id, run_name=name, tags={TAG_TRIAL_KEY: key, **tags}
             )
             self.run_id = run.info.run_id
             self.finished = False
             self.final = {}
-            self.tags = {TRIAL_KEY: key, **tags}
+            self.tags = {TAG_TRIAL_KEY: key, **tags}
             self.client.log_batch(
                 self.run_id, params=[Param(k, _param(v)) for k, v in params.items()]
             )
@@ -195,8 +179,8 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=metrics)
         self.client.log_artifact(self.run_id, str(workdir / "best.pt"), "checkpoint")
         self.client.log_artifact(self.run_id, str(workdir / "config.json"), "checkpoint")
-        if ERROR_TAG in self.tags:  # an earlier try crashed; this one finished
-            self.client.delete_tag(self.run_id, ERROR_TAG)
+        if TAG_ERROR in self.tags:  # an earlier try crashed; this one finished
+            self.client.delete_tag(self.run_id, TAG_ERROR)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def stop(self) -> None:
@@ -204,7 +188,7 @@ class TrialRun:
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def fail(self, message: str) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(ERROR_TAG, message[:4000])])
+        self.client.log_batch(self.run_id, tags=[RunTag(TAG_ERROR, message[:4000])])
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
@@ -222,7 +206,7 @@ REGISTRY_PREFIX = "temseg-"
 RECOMMENDED_ALIAS = "recommended"
 MODEL_ARTIFACT_DIR = "temseg_model"  # in the trial's run: the checkpoint and its card
 MODEL_CARD = "temseg_model.json"  # = temseg.segment.MODEL_CARD (segment reads it)
-PIXEL_SIZE_TAG = "temseg.pixel_size_nm"
+TAG_PIXEL_SIZE = "temseg.pixel_size_nm"
 
 
 def registered_model_name(dataset: str) -> str:
@@ -287,7 +271,7 @@ def register_checkpoint(
         )
     except MlflowException:
         pass  # it exists already
-    tags = {PIXEL_SIZE_TAG: f"{float(pixel_size_nm):.6g}"}
+    tags = {TAG_PIXEL_SIZE: f"{float(pixel_size_nm):.6g}"}
     tags.update({f"temseg.{k}": str(v) for k, v in (card or {}).items()})
     version = client.create_model_version(
         name,

@@ -237,7 +237,7 @@ def fit(
     val = Split(cfg.data, "val", device, augment=cfg.augment and cfg.val_dihedral)
 
     torch.manual_seed(cfg.seed)  # initial weights: same seed, same draw, any architecture
-    model = ResidualUNet(cfg.num_blocks, cfg.pools, cfg.dilations).to(device)
+    model = ResidualUNet(cfg.model).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}

@@ -90,23 +90,6 @@ def check_resources(
         )
 
 
-def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int) -> None:
-    """Test-only hook: crash at ``fault['epoch']`` the first ``fault['times']`` times.
-
-    Attempts are counted in files under ``fault['marker_dir']`` (shared by every try of the
-    trial). ``times`` < 0 means always. Production sweeps never set ``fault``.
-    """
-    if not fault or epoch != int(fault["epoch"]):
-        return
-    marker_dir = Path(fault["marker_dir"])
-    marker_dir.mkdir(parents=True, exist_ok=True)
-    tries = len(list(marker_dir.glob("crash-*")))
-    times = int(fault["times"])
-    if times < 0 or tries < times:
-        (marker_dir / f"crash-{tries}-{os.getpid()}").touch()
-        raise RuntimeError(f"injected fault at epoch {epoch} (try {tries + 1})")
-
-
 def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
     """Ray Tune function trainable: one training of :func:`temseg.train.fit`.
 
@@ -144,7 +127,6 @@ def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
     state = {"finished": False}
 
     def report(row: dict[str, Any]) -> None:
-        _maybe_inject_fault(meta.get("fault"), row["epoch"])
         if row["epoch"] > already_logged:
             run.log_epoch(row)
         if row.get("done"):
@@ -171,7 +153,7 @@ def _runnable(storage_path: str, resources: dict[str, float]) -> Any:
     return tune.with_resources(tune.with_parameters(trainable, state_root=state_root), resources)
 
 
-NODE_TAG, NODES_TAG, ATTEMPTS_TAG = "temseg.node_id", "temseg.nodes", "temseg.attempts"
+TAG_NODE_ID, TAG_NODES, TAG_ATTEMPTS = "temseg.node_id", "temseg.nodes", "temseg.attempts"
 
 
 def _tag_attempt(run: Any) -> None:
@@ -179,12 +161,12 @@ def _tag_attempt(run: Any) -> None:
     (``temseg.node_id``), every node the trial has run on in order (``temseg.nodes``) and
     how many tries started training (``temseg.attempts``: retries, node losses, resumes)."""
     node = ray.get_runtime_context().get_node_id()
-    nodes = [n for n in run.tags.get(NODES_TAG, "").split(",") if n]
+    nodes = [n for n in run.tags.get(TAG_NODES, "").split(",") if n]
     run.set_tags(
         {
-            NODE_TAG: node,
-            NODES_TAG: ",".join(nodes if node in nodes else [*nodes, node]),
-            ATTEMPTS_TAG: int(run.tags.get(ATTEMPTS_TAG, 0)) + 1,
+            TAG_NODE_ID: node,
+            TAG_NODES: ",".join(nodes if node in nodes else [*nodes, node]),
+            TAG_ATTEMPTS: int(run.tags.get(TAG_ATTEMPTS, 0)) + 1,
         }
     )
 

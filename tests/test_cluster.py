@@ -3,7 +3,8 @@
 The module builds, once, a real cluster with ``ray start`` (a head on 127.0.0.2 and a second
 node on 127.0.0.3, one CPU each, distinct node ids) plus a real ``mlflow server`` on
 127.0.0.1, and drives ``sweeps/grid.py --address`` against them in subprocesses, as a user
-would. Faults are real: trials crash through the test-only ``--inject-fault`` hook, the second
+would. Faults are real: trials crash through ``tests/fault_grid.py`` (the grid with a wrapped,
+crashing trainable; fault injection is no part of the user's command line), the second
 node's processes are SIGKILLed mid-trial, the driver is SIGKILLed and resumed.
 
 Every process is started here with its own process group and stopped by PID: a node's group
@@ -48,6 +49,7 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = [sys.executable, str(REPO / "sweeps" / "grid.py")]
+FAULT_GRID = [sys.executable, str(REPO / "tests" / "fault_grid.py")]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` CLI of this interpreter
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -264,9 +266,9 @@ def slow_store(tmp_path_factory):
 # ---------------------------------------------------------------- helpers
 
 
-def sweep_args(cluster, store, tmp_path, experiment, *extra):
+def sweep_args(cluster, store, tmp_path, experiment, *extra, driver=GRID):
     return [
-        *GRID,
+        *driver,
         *("--profile", "smoke", "--data", str(store), "--address", cluster.address),
         *("--tracking-uri", cluster.mlflow, "--experiment", experiment),
         *("--storage-path", str(tmp_path / "ray"), "--report-dir", str(tmp_path / "report")),
@@ -274,17 +276,19 @@ def sweep_args(cluster, store, tmp_path, experiment, *extra):
     ]
 
 
-def grid(args, timeout=420):
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=ENV)
+def grid(args, timeout=420, env=None):
+    env = {**ENV, **(env or {})}
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     print(out.stdout[-4000:])  # shown by pytest when a test fails
     print(out.stderr[-4000:], file=sys.stderr)
     return out
 
 
 def fault(tmp_path, run_name, epoch, times):
+    """The environment of tests/fault_grid.py that crashes ``run_name`` at ``epoch``."""
     marker_dir = tmp_path / "faults"
     spec = {"run_name": run_name, "epoch": epoch, "times": times, "marker_dir": str(marker_dir)}
-    return ["--inject-fault", json.dumps(spec)], marker_dir
+    return {"TEMSEG_TEST_FAULT": json.dumps(spec)}, marker_dir
 
 
 def runs_by_name(uri, experiment):
@@ -336,7 +340,7 @@ def test_smoke_grid_runs_on_both_nodes_and_logs_every_epoch(cluster, store, tmp_
 @pytest.mark.slow
 def test_trial_that_crashes_once_is_retried_from_its_checkpoint(cluster, store, tmp_path):
     inject, markers = fault(tmp_path, P44, epoch=2, times=1)
-    out = grid(sweep_args(cluster, store, tmp_path, "c-crash-once", *inject))
+    out = grid(sweep_args(cluster, store, tmp_path, "c-crash-once", driver=FAULT_GRID), env=inject)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 trials ok, 0 failed" in out.stdout
     assert len(list(markers.glob("crash-*"))) == 1  # it did crash, once
@@ -362,7 +366,9 @@ def test_trial_that_crashes_once_is_retried_from_its_checkpoint(cluster, store, 
 def test_trial_that_always_crashes_is_reported_failed(cluster, store, tmp_path):
     """It fails (after its retry) while the other trial finishes; the report lists it."""
     inject, markers = fault(tmp_path, P22, epoch=1, times=-1)
-    out = grid(sweep_args(cluster, store, tmp_path, "c-crash-always", *inject))
+    out = grid(
+        sweep_args(cluster, store, tmp_path, "c-crash-always", driver=FAULT_GRID), env=inject
+    )
     assert out.returncode == 1, out.stdout + out.stderr  # the sweep ran; a trial failed
     assert "1 trials ok, 1 failed" in out.stdout
     assert any(line.split()[1:3] == ["FAILED", P22] for line in out.stdout.splitlines())

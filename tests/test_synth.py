@@ -19,7 +19,7 @@ from temseg.data.synth import (
     lattice_reflections,
     make_contrast_series,
     make_synthetic_store,
-    nyquist_nm_inv,
+    nyquist_inv_nm,
     render_image,
     store_name,
 )
@@ -86,7 +86,7 @@ def test_reflections_dropped_above_nyquist():
         for angle in (0.0, 17.0, 45.0):
             assert lattice_reflections(zone, angle, 0.1243) == []
             for gy, gx, _ in lattice_reflections(zone, angle, 0.09):
-                assert np.hypot(gy, gx) <= 0.9 * nyquist_nm_inv(0.09)
+                assert np.hypot(gy, gx) <= 0.9 * nyquist_inv_nm(0.09)
     assert len(lattice_reflections("[110]", 0.0, 0.09)) == 3
     assert lattice_reflections("[111]", 0.0, 0.09) == []
     assert len(lattice_reflections("[111]", 0.0, 0.02)) == 3
@@ -100,7 +100,7 @@ def power_peakiness(image, pixel_size_nm, lo=0.5):
     power = np.abs(np.fft.fft2(x)) ** 2
     f = np.fft.fftfreq(image.shape[0], d=pixel_size_nm)
     k = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
-    band = (k > lo * nyquist_nm_inv(pixel_size_nm)) & (k < nyquist_nm_inv(pixel_size_nm))
+    band = (k > lo * nyquist_inv_nm(pixel_size_nm)) & (k < nyquist_inv_nm(pixel_size_nm))
     return power[band].max() / np.median(power[band])
 
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from temseg.trial import TAG_ERROR, TAG_SEARCH, TAG_STRATEGY, TAG_TRIAL_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 
 # rf_exact_* (exact reach) and erf* (effective RF) are NA/NaN for runs logged before them
@@ -45,10 +47,6 @@ FINAL_METRICS = (
     "erf95_nm",
 )
 HISTORY_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
-TAG_TRIAL_KEY = "temseg.trial_key"
-TAG_SEARCH = "temseg.search"
-TAG_STRATEGY = "temseg.strategy"
-TAG_ERROR = "temseg.error"
 
 TRIAL_COLUMNS = (
     ("run_id", "run_name", "trial_key", "status", "search", "strategy")

@@ -44,7 +44,13 @@ import pandas as pd
 from scipy import stats
 
 from temseg.analysis import plateau
-from temseg.receptive_field import Architecture, parameter_count, pool_product
+from temseg.receptive_field import (
+    Architecture,
+    forward_flops,
+    parameter_count,
+    parse_seq,
+    pool_product,
+)
 
 HEURISTIC_CONTRAST = 0.1  # Loos et al. 2024
 RECOMMENDATION_COLUMNS = [
@@ -80,15 +86,9 @@ RECOMMENDATION_COLUMNS = [
 # --------------------------------------------------------------------------- per dataset
 
 
-def _seq(text: object) -> tuple[int, ...]:
-    return tuple(int(v) for v in str(text).split("-") if v)
-
-
 def mflop_per_px(num_blocks: int, pools: tuple[int, ...], dilations: tuple[int, ...]) -> float:
-    """Forward MFLOP per input pixel (:func:`temseg.search.forward_flops` / P^2, which does
+    """Forward MFLOP per input pixel (:func:`temseg.receptive_field.forward_flops` / P^2, which does
     not depend on P: every layer's cost scales with its side squared)."""
-    from temseg.search import forward_flops
-
     side = pool_product(pools)
     return forward_flops(Architecture(num_blocks, pools, dilations), side) / side**2 / 1e6
 
@@ -102,7 +102,8 @@ def network_table(trials: pd.DataFrame) -> pd.DataFrame:
     g = ok.groupby(keys, dropna=False)["test_hard_dice"]
     out = g.agg(dice_mean="mean", dice_std="std", n_seeds="count").reset_index()
     archs = [
-        Architecture(int(r.num_blocks), _seq(r.pools), _seq(r.dilations)) for r in out.itertuples()
+        Architecture(int(r.num_blocks), parse_seq(r.pools), parse_seq(r.dilations))
+        for r in out.itertuples()
     ]
     out["network"] = [a.name for a in archs]
     out["n_params"] = [parameter_count(a.num_blocks) for a in archs]
@@ -345,7 +346,7 @@ def recommended_trials(trials: pd.DataFrame, recommendation: pd.DataFrame) -> pd
             "" if rec is None or not isinstance(rec.cheapest_network, str) else rec.cheapest_network
         )
         names = [
-            Architecture(int(t.num_blocks), _seq(t.pools), _seq(t.dilations)).name
+            Architecture(int(t.num_blocks), parse_seq(t.pools), parse_seq(t.dilations)).name
             for t in ds_trials.itertuples(index=False)
         ]
         chosen = ds_trials[np.asarray(names) == network] if network else ds_trials[:0]

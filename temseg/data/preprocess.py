@@ -21,9 +21,9 @@ import numpy as np
 
 XRAY_THRESHOLDS = {"hr": 1500.0, "lr": 400.0}
 XRAY_PASSES = 2
-D111_NM = 0.2355
+AU_D111_NM = 0.2355
 NYQUIST_FRACTION = 0.9
-HR_MAX_PIXEL_NM = NYQUIST_FRACTION * D111_NM / 2  # 0.106 nm
+HR_MAX_PIXEL_NM = NYQUIST_FRACTION * AU_D111_NM / 2  # 0.106 nm
 
 
 def regime_for_pixel_size(pixel_size_nm: float) -> str:

@@ -221,7 +221,7 @@ def generator_params(
 # ----------------------------------------------------------------------------- physics
 
 
-def nyquist_nm_inv(pixel_size_nm: float) -> float:
+def nyquist_inv_nm(pixel_size_nm: float) -> float:
     """Nyquist frequency 1 / (2 * pixel) in nm^-1."""
     return 1.0 / (2.0 * pixel_size_nm)
 
@@ -241,7 +241,7 @@ def lattice_reflections(
     """
     if zone not in ZONES:
         raise ValueError(f"unknown zone {zone!r}; valid zones: {', '.join(ZONES)}")
-    limit = NYQUIST_FRACTION * nyquist_nm_inv(pixel_size_nm)
+    limit = NYQUIST_FRACTION * nyquist_inv_nm(pixel_size_nm)
     out = []
     for ang, d, w in ZONES[zone]:
         k = 1.0 / d
@@ -302,7 +302,7 @@ def transfer_function(
         (np.pi * alpha / lam) ** 2
     ) * (spatial * spatial)
     env = np.exp(-damping)
-    env[k > NYQUIST_FRACTION * nyquist_nm_inv(pixel_size_nm)] = 0
+    env[k > NYQUIST_FRACTION * nyquist_inv_nm(pixel_size_nm)] = 0
     h = np.empty((n, n), dtype=np.complex64)
     h.real = np.cos(chi) * env
     h.imag = -np.sin(chi) * env
@@ -320,7 +320,7 @@ def _radial_field(
     fx = sfft.rfftfreq(n, d=pixel_size_nm).astype(np.float32)
     k = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     amp = spectrum(k).astype(np.float32)
-    amp[k > NYQUIST_FRACTION * nyquist_nm_inv(pixel_size_nm)] = 0
+    amp[k > NYQUIST_FRACTION * nyquist_inv_nm(pixel_size_nm)] = 0
     noise = rng.standard_normal((2, n, fx.size), dtype=np.float32)
     z = np.empty((n, fx.size), dtype=np.complex64)
     z.real = noise[0] * amp

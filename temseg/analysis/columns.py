@@ -1,0 +1,103 @@
+"""Column orders of the report's CSV files (shared by the report and its renderers)."""
+
+from __future__ import annotations
+
+from temseg.analysis import collect
+
+DICE_FORM = (
+    "Dice is the pooled hard dice on the particle class, 2 sum(I) / (sum|X| + sum|Y|) over "
+    "every pixel of the test split (argmax masks), the form the trainer logs; seed statistics "
+    "are mean and sample std (ddof = 1) over seeds."
+)
+
+
+SUMMARY_COLUMNS = collect.SUMMARY_COLUMNS
+
+
+PLATEAU_COLUMNS = [
+    "dataset",
+    "contrast",
+    "pixel_size_nm",
+    "num_blocks",
+    "strategy",
+    "plateau_dice",
+    "plateau_dice_lo",
+    "plateau_dice_hi",
+    "gain",
+    "gain_lo",
+    "gain_hi",
+    "onset_rf_px",
+    "onset_rf_px_lo",
+    "onset_rf_px_hi",
+    "onset_rf_nm",
+    "onset_rf_nm_lo",
+    "onset_rf_nm_hi",
+    "verdict",
+    "observed_gain",
+    "gain_se",
+    "sigma",
+    "sigma_source",
+    "dof",
+    "tau",
+    "plateau_reached",
+    "onset_censored",
+    "n_trials",
+    "n_rfs",
+    "n_seeds",
+    "rf_min_px",
+    "rf_max_px",
+    "rf_min_nm",
+    "rf_max_nm",
+    "note",
+]
+
+
+FOURIER_COLUMNS = [
+    "dataset",
+    "contrast",
+    "pixel_size_nm",
+    "patch_size",
+    "band_inner_px",
+    "band_outer_px",
+    "band_inner_inv_nm",
+    "band_outer_inv_nm",
+    "n_test_patches",
+    "fourier_dice",
+    "status",
+]
+
+
+FN_COLUMNS = [
+    "dataset",
+    "contrast",
+    "num_blocks",
+    "strategy",
+    "pools",
+    "dilations",
+    "rf_px",
+    "rf_nm",
+    "seed",
+    "run_id",
+    "n_patches",
+    "network_dice",
+    "fourier_dice",
+    "fn_network_px",
+    "fn_fourier_px",
+    "fn_both_px",
+    "fn_jaccard",
+    "fn_network_missed_by_fourier",
+]
+
+
+FAILED_COLUMNS = [
+    "run_name",
+    "trial_key",
+    "status",
+    "dataset",
+    "num_blocks",
+    "pools",
+    "dilations",
+    "seed",
+    "run_id",
+    "error",
+]

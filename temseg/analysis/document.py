@@ -1,0 +1,474 @@
+"""The report's text: Markdown and HTML documents, tables and findings in words."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from temseg.analysis import plateau
+from temseg.analysis.columns import (
+    DICE_FORM,
+)
+from temseg.analysis.evaluate import clip_text
+
+
+def _fmt_value(v: Any, decimals: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{decimals}f}"
+    return str(v)
+
+
+def _display(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> pd.DataFrame:
+    decimals = decimals or {}
+    out = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        d = decimals.get(col, 3)
+        out[col] = [_fmt_value(v, d) for v in df[col]]
+    return out.reset_index(drop=True)
+
+
+def _interval(v: float, lo: float, hi: float, decimals: int) -> str:
+    if not np.isfinite(v):
+        return ""
+    s = f"{v:.{decimals}f}"
+    if np.isfinite(lo) and np.isfinite(hi):
+        s += f" [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+    return s
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_(none)_"
+    cells = [[str(c).replace("|", "\\|") for c in df.columns]]
+    cells += [
+        [" ".join(str(v).split()).replace("|", "\\|") for v in row]
+        for row in df.itertuples(index=False)
+    ]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines)
+
+
+class Doc:
+    """A report as blocks, rendered to Markdown and to self-contained HTML."""
+
+    def __init__(self) -> None:
+        self.blocks: list[tuple[str, Any]] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append((f"h{level}", text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", items))
+
+    def table(self, df: pd.DataFrame) -> None:
+        self.blocks.append(("table", df))
+
+    def img(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", (path, caption)))
+
+    def markdown(self) -> str:
+        out = []
+        for kind, x in self.blocks:
+            if kind.startswith("h"):
+                out.append("#" * int(kind[1]) + " " + x)
+            elif kind == "p":
+                out.append(x)
+            elif kind == "ul":
+                out.append("\n".join(f"- {i}" for i in x))
+            elif kind == "table":
+                out.append(_md_table(x))
+            elif kind == "img":
+                out.append(f"![{x[1]}]({x[0].name})\n\n_{x[1]}_")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        def inline(text: str) -> str:
+            text = html.escape(text)
+            text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+            return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+        body = []
+        for kind, x in self.blocks:
+            if kind.startswith("h"):
+                body.append(f"<{kind}>{inline(x)}</{kind}>")
+            elif kind == "p":
+                body.append(f"<p>{inline(x)}</p>")
+            elif kind == "ul":
+                body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in x) + "</ul>")
+            elif kind == "table":
+                body.append(
+                    "<p><i>(none)</i></p>"
+                    if x.empty
+                    else x.to_html(index=False, escape=True, border=0, classes="t")
+                )
+            elif kind == "img":
+                data = base64.b64encode(x[0].read_bytes()).decode("ascii")
+                body.append(
+                    f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(x[1])}">'
+                    f"<figcaption>{inline(x[1])}</figcaption></figure>"
+                )
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
+            "padding:0 1em;color:#222;line-height:1.45}"
+            "table.t{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}"
+            "table.t th,table.t td{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+            "table.t th{background:#f0f0f0}img{max-width:100%}"
+            "figcaption{font-size:12px;color:#555}code{background:#f4f4f4;padding:0 3px}"
+        )
+        return (
+            f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{style}</style></head><body>\n"
+            + "\n".join(body)
+            + "\n</body></html>\n"
+        )
+
+
+def findings(
+    plateaus: pd.DataFrame,
+    trend: pd.DataFrame,
+    fourier: pd.DataFrame,
+    fn: pd.DataFrame,
+    summary: pd.DataFrame,
+) -> list[str]:
+    out = []
+    keys = list(plateau.TREND_KEYS)
+    for (pixel_size, n_blocks, strategy), g in plateaus.groupby(keys):
+        g = g[np.isfinite(g["contrast"])].sort_values("contrast")
+        if len(g) < 2:
+            continue
+        low, high = g.iloc[0], g.iloc[-1]
+        if np.isfinite(low["observed_gain"]) and np.isfinite(high["observed_gain"]):
+            if max(low["observed_gain"], high["observed_gain"]) <= 0:
+                comparison = "no gain at either level (dice does not rise with RF)"
+            elif low["observed_gain"] > high["observed_gain"]:
+                comparison = "larger at low contrast"
+            else:
+                comparison = "not larger at low contrast"
+            out.append(
+                f"N={n_blocks} {strategy} at {pixel_size:g} nm/px: dice gain from the smallest "
+                "to the largest RF is "
+                f"{low['observed_gain']:+.3f} at the lowest contrast ({low['contrast']:.3g}, "
+                f"{low['dataset']}) and {high['observed_gain']:+.3f} at the highest "
+                f"({high['contrast']:.3g}, {high['dataset']}): "
+                f"{comparison}. Verdicts: "
+                f"{low['verdict']} / {high['verdict']}."
+            )
+    for t in trend.itertuples():
+        left_out = (
+            f"{t.n_flat} level(s) with no detectable dependence, {t.n_censored_above} still "
+            f"rising at the largest RF (onset above the grid), {t.n_censored_below} reaching "
+            "the plateau by the second RF (onset below the grid resolution), left out."
+        )
+        if np.isfinite(t.slope):
+            extra = f", SE {t.slope_se:.2f}, p = {t.p_value:.3g}" if np.isfinite(t.p_value) else ""
+            out.append(
+                f"N={t.num_blocks} {t.strategy} at {t.pixel_size_nm:g} nm/px: onset RF ~ "
+                f"contrast^{t.slope:.2f}{extra} over the {t.n_with_onset} level(s) with a "
+                f"rise and an onset inside the tested RFs: {t.direction}; {left_out}"
+            )
+        else:
+            out.append(
+                f"N={t.num_blocks} {t.strategy} at {t.pixel_size_nm:g} nm/px: onset trend "
+                f"undetermined: {t.n_with_onset} of {t.n_levels} level(s) have a measured "
+                f"onset (2 needed); {left_out}"
+            )
+    for r in fourier[np.isfinite(fourier["fourier_dice"])].itertuples():
+        best = summary[summary["dataset"] == r.dataset]["test_hard_dice_mean"].max()
+        out.append(
+            f"{r.dataset}: Fourier filter dice {r.fourier_dice:.3f}; best network "
+            f"(seed mean) {best:.3f}."
+        )
+    if not fn.empty and "fn_jaccard" in fn:
+        for dataset, g in fn.groupby("dataset"):
+            g = g[np.isfinite(g["fn_jaccard"].astype(float))].sort_values("rf_px")
+            if len(g) >= 2:
+                first, last = g.iloc[0], g.iloc[-1]
+                closest = first["fn_jaccard"] >= g["fn_jaccard"].max()
+                out.append(
+                    f"{dataset}: false negatives vs Fourier filter, Jaccard "
+                    f"{first['fn_jaccard']:.2f} at RF {first['rf_nm']:.2f} nm and "
+                    f"{last['fn_jaccard']:.2f} at {last['rf_nm']:.2f} nm: the smallest RF is "
+                    f"{'' if closest else 'not '}the closest to the Fourier filter."
+                )
+    return out
+
+
+def held_out_lines(held_out: pd.DataFrame) -> list[str]:
+    """One line per held-out level: the trend's prediction and the heuristic's, with errors,
+    or plainly why there is no number."""
+    if held_out.empty:
+        return ["(no plateau fit: nothing to hold out)"]
+    out = []
+    for r in held_out.itertuples():
+        head = f"{r.dataset} (contrast {r.contrast:.3g}), N={r.num_blocks} {r.strategy}: "
+        px = r.pixel_size_nm
+        measured = (
+            f"measured onset {r.onset_nm:.2f} nm ({r.onset_nm / px:.0f} px)"
+            if np.isfinite(r.onset_nm)
+            else f"no measured onset ({r.onset_censored or 'no rise'})"
+        )
+        if r.status.startswith("trend undetermined"):
+            trend = (
+                "the trend without this level is undetermined (" + r.status.split(": ", 1)[1] + ")"
+            )
+        else:
+            band = (
+                f" [{r.predicted_nm_lo:.2f}, {r.predicted_nm_hi:.2f}]"
+                if np.isfinite(r.predicted_nm_lo)
+                else " (no interval: 2 levels)"
+            )
+            trend = f"trend predicts {r.predicted_nm:.2f} nm{band}"
+            if np.isfinite(r.trend_error_nm):
+                trend += f", error {r.trend_error_nm:+.2f} nm ({r.trend_error_px:+.0f} px)"
+        if np.isfinite(r.heuristic_nm):
+            heur = f"heuristic {r.heuristic_nm:.2f} nm (object {r.object_size_nm:g} nm)"
+            if np.isfinite(r.heuristic_error_nm):
+                heur += f", error {r.heuristic_error_nm:+.2f} nm ({r.heuristic_error_px:+.0f} px)"
+        else:
+            heur = "heuristic: object size unknown"
+        out.append(f"{head}{measured}; {trend}; {heur}.")
+    scored = held_out[held_out["status"] == "scored"]
+    if len(scored):
+        t = float(np.sqrt(np.mean(scored["trend_error_nm"] ** 2)))
+        h_ok = scored[np.isfinite(scored["heuristic_error_nm"])]
+        line = f"Over {len(scored)} scored level(s): trend RMS error {t:.2f} nm"
+        if len(h_ok):
+            h = float(np.sqrt(np.mean(h_ok["heuristic_error_nm"] ** 2)))
+            line += f", heuristic RMS error {h:.2f} nm over {len(h_ok)}"
+        out.append(line + ".")
+    else:
+        out.append(
+            "No level could be scored: a held-out level needs a measured onset and the "
+            "other levels a determined trend."
+        )
+    return out
+
+
+def build_doc(
+    experiment: str,
+    uri: str,
+    answers: pd.DataFrame,
+    improving: pd.DataFrame,
+    trials: pd.DataFrame,
+    summary: pd.DataFrame,
+    plateaus: pd.DataFrame,
+    trend: pd.DataFrame,
+    fourier: pd.DataFrame,
+    fn: pd.DataFrame,
+    failed: pd.DataFrame,
+    figures: list[tuple[Path, str]],
+    notes: list[str],
+    *,
+    erf_fits: pd.DataFrame | None = None,
+    recommendation: pd.DataFrame | None = None,
+    held_out: pd.DataFrame | None = None,
+) -> Doc:
+    doc = Doc()
+    n_done = int((trials["status"] == "FINISHED").sum())
+    doc.h(1, f"temseg report: {experiment}")
+    doc.p(
+        f"Tracking URI `{uri}`; generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
+        f"{len(trials)} trial(s): {n_done} finished, {len(failed)} without a test dice "
+        f"(listed below); {summary['dataset'].nunique()} dataset(s), "
+        f"{len(summary)} dataset x architecture cell(s)."
+    )
+    doc.p(DICE_FORM)
+
+    doc.h(2, "Recommendation: which network to use")
+    rec = recommendation if recommendation is not None else pd.DataFrame()
+    doc.ul(list(rec["sentence"]) if len(rec) else ["(no plateau fit: no recommendation)"])
+    doc.p(
+        "Per dataset, the networks whose seed-mean test dice lies within (or above) the 95% "
+        "interval of the dataset's highest fitted plateau are as good as the plateau; of "
+        "them, the one with the smallest RF (Eq. 1) and the cheapest (fewest parameters, then "
+        "fewest forward FLOPs per pixel). Dice: seed mean +- sd. recommendation.csv."
+    )
+
+    doc.h(2, "Answer: which receptive field is enough")
+    doc.ul(list(answers["sentence"]) or ["(no plateau fit: too few RFs or trials)"])
+    doc.p(
+        "Gain: the plateau fit's dice at the plateau minus at the smallest RF, 95% interval "
+        "from a bootstrap over whole seeds; where dice still rises at the largest RF the "
+        "fitted plateau is an extrapolation and the answer gives the observed gain (largest "
+        "minus smallest RF, seed mean and bootstrap interval) as a lower bound. Seeds: per "
+        "seed, dice at the largest minus the smallest RF. Enough: the smallest tested RF at "
+        "or above the fitted onset (95% of the gain); none while dice is still rising. "
+        "The recommendation above asks less: a seed-mean dice within the plateau's 95% "
+        "interval, so its smallest RF can lie below the onset's 'enough' RF (both are "
+        "statements of these seeds, not of the true curve)."
+    )
+    if len(improving):
+        gains = improving["last_epoch_gain"].astype(float).dropna()
+        spread = (
+            f"; their last epoch added {gains.min():+.4f} to {gains.max():+.4f} validation "
+            f"dice (median {gains.median():+.4f}): a few thousandths at the end of a decayed "
+            "learning rate is convergence, more is a trend"
+            if len(gains)
+            else ""
+        )
+        doc.p(
+            f"**Best epoch = last epoch: {len(improving)} of {n_done} finished trial(s)**"
+            f"{spread}. If the gains are large, raise --epochs. Trials (best/epochs, last "
+            "epoch's gain): "
+            + ", ".join(
+                f"{r.run_name} ({int(r.best_epoch)}/{int(r.epochs)}"
+                + (f", {r.last_epoch_gain:+.4f}" if np.isfinite(r.last_epoch_gain) else "")
+                + ")"
+                for r in improving.itertuples()
+            )
+            + "."
+        )
+    else:
+        doc.p("Convergence: every finished trial had its best validation epoch before its last.")
+
+    doc.h(2, "Findings")
+    doc.ul(findings(plateaus, trend, fourier, fn, summary) or ["(too few levels to compare)"])
+
+    doc.h(2, "Figures")
+    for path, caption in figures:
+        doc.img(path, caption)
+
+    doc.h(2, "Plateau fits")
+    doc.p(
+        "Model per (dataset, N, strategy): d(RF) = plateau - gain * (RF / RF_min)^(-1/tau), an "
+        "exponential approach in log RF; onset = RF where 95% of the gain is reached = "
+        "RF_min * 20^tau. Intervals: 2.5-97.5 percentiles of a bootstrap over seeds (whole "
+        "seeds resampled; needs >= 3 seeds per RF). Verdict: a rise (or fall) when |gain| > "
+        "t(0.975, dof) x SE(gain), SE from the seed noise of an additive RF + seed model (seeds "
+        "are paired: a seed's shared offset cancels between RFs; the fit residual with one "
+        "seed), and the bootstrap interval of the gain excludes 0; **no detectable "
+        "dependence** when not (needs replicate seeds); **undetermined** without a noise "
+        "estimate or with one seed and a gain not separable from the residual. "
+        "`observed_gain` is the plain mean dice at the largest minus the smallest RF."
+    )
+    view = pd.DataFrame(
+        {
+            "dataset": plateaus["dataset"],
+            "contrast": plateaus["contrast"].map("{:.3g}".format),
+            "N": plateaus["num_blocks"],
+            "strategy": plateaus["strategy"],
+            "plateau dice": [
+                _interval(*v, 3)
+                for v in plateaus[["plateau_dice", "plateau_dice_lo", "plateau_dice_hi"]].to_numpy()
+            ],
+            "gain": [_interval(*v, 3) for v in plateaus[["gain", "gain_lo", "gain_hi"]].to_numpy()],
+            "onset (nm)": [
+                _interval(*v, 2)
+                for v in plateaus[["onset_rf_nm", "onset_rf_nm_lo", "onset_rf_nm_hi"]].to_numpy()
+            ],
+            "onset (px)": plateaus["onset_rf_px"].map(
+                lambda v: f"{v:.0f}" if np.isfinite(v) else ""
+            ),
+            "RF range (nm)": [
+                f"{a:.2f}-{b:.2f}" for a, b in plateaus[["rf_min_nm", "rf_max_nm"]].to_numpy()
+            ],
+            "observed gain": plateaus["observed_gain"].map(lambda v: _fmt_value(v, 3)),
+            "verdict": plateaus["verdict"],
+            "note": plateaus["note"],
+        }
+    )
+    doc.table(view)
+    doc.h(3, "Onset against contrast")
+    doc.p(
+        "ln(onset_nm) = intercept + slope * ln(contrast), least squares over the levels "
+        "with an onset; slope < 0: the onset falls as contrast rises."
+    )
+    doc.table(_display(trend, {"slope": 2, "slope_se": 2, "intercept": 2, "p_value": 3}))
+
+    doc.h(3, "Predicting the RF a level needs: onset trend vs the Loos et al. heuristic")
+    doc.p(
+        "Each contrast level is held out in turn, the onset-vs-contrast trend is fitted on "
+        "the other levels and predicts the held-out level's onset (95% prediction interval); "
+        "the heuristic of Loos et al. 2024 (J. Med. Imaging 11, 054004: RF = object size when "
+        "the contrast is >= 0.1, else object size x 0.1 / contrast; object size from the "
+        "store's generator, contrast: temseg's contrast score, not necessarily the scale on "
+        "which Loos et al. set 0.1) predicts it too. Errors are predicted - measured onset; "
+        "only levels whose onset lies inside the tested RFs can be scored "
+        "(leave_one_level_out.csv)."
+    )
+    doc.ul(held_out_lines(held_out if held_out is not None else pd.DataFrame()))
+
+    doc.h(3, "Dice against the effective receptive field")
+    doc.p(
+        "The plateau model fitted with the ERF diameter (2 x erf95_px, per trial) in place of "
+        "the RF, on the same trials; the residual sd sqrt(SSE / (n - 3)) of the two fits says "
+        "which coordinate dice follows more tightly (erf_fits.csv)."
+    )
+    if erf_fits is not None and len(erf_fits):
+        doc.ul(list(erf_fits["sentence"]))
+    else:
+        doc.p("No ERF fit: no run has ERF metrics.")
+
+    doc.h(2, "Seed aggregates")
+    view = summary.assign(
+        dice=[
+            _fmt_value(m, 3) + (f" +- {s:.3f}" if np.isfinite(s) else "")
+            for m, s in summary[["test_hard_dice_mean", "test_hard_dice_std"]].to_numpy()
+        ]
+    )[
+        [
+            "dataset",
+            "contrast",
+            "strategy",
+            "num_blocks",
+            "pools",
+            "dilations",
+            "rf_px",
+            "rf_nm",
+            "n_params",
+            "n_seeds",
+            "n_failed",
+            "dice",
+        ]
+    ]
+    doc.table(_display(view, {"contrast": 3, "rf_nm": 2}))
+
+    doc.h(2, "Fourier-filter baseline")
+    doc.p(
+        "FFT of each test patch, keep the annulus around Au {111} (4.25 nm^-1) and {200} "
+        "(4.90 nm^-1) widened by 0.5 nm^-1 each side (38-55 FFT px at 0.02 nm/px and 512 px, "
+        "the authors' band), inverse FFT, magnitude, Gaussian blur sigma 9 px, Otsu threshold "
+        "per patch. Not applicable where the band lies above Nyquist."
+    )
+    doc.table(
+        _display(
+            fourier,
+            {"contrast": 3, "pixel_size_nm": 4, "band_inner_inv_nm": 2, "band_outer_inv_nm": 2},
+        )
+    )
+    doc.h(3, "False negatives: networks vs Fourier filter (paper Figure 7)")
+    doc.p(
+        "Pooling networks of the smallest N, one seed (the smallest that every RF has), on "
+        "the first test patches (fn_overlap.csv: n_patches). "
+        "fn_jaccard = |FN_net and FN_fourier| / |FN_net or FN_fourier|; "
+        "fn_network_missed_by_fourier = share of the network's misses the filter also misses."
+    )
+    doc.table(_display(fn.drop(columns=["run_id"]), {"contrast": 3, "rf_nm": 2}))
+
+    doc.h(2, "Failed trials")
+    shown = failed.assign(error=failed["error"].fillna("").map(lambda e: clip_text(str(e), 200)))
+    doc.table(_display(shown))
+    doc.h(2, "Notes")
+    doc.ul(notes or ["nothing was left out."])
+    doc.p(
+        "Files: recommendation.csv, answers.csv, summary.csv, plateaus.csv, onset_trend.csv, "
+        "leave_one_level_out.csv, erf_fits.csv, "
+        "fourier.csv, fn_overlap.csv, trials.csv, failed_trials.csv, the PNG figures, "
+        "report.md, report.html."
+    )
+    return doc

@@ -1,0 +1,210 @@
+"""One orchestration for every sweep: preflight, data, Ray runtime, resume, report.
+
+A grid (:class:`temseg.sweep.GridStrategy`) and an architecture search
+(:class:`temseg.search.SearchStrategy`) are the same experiment with a different strategy over
+one space, so they share one :func:`run_campaign`:
+
+1. preflight, before anything starts: the config was validated when it was built; then the
+   tracking store (``check_tracking``), the patch stores and the strategy's space on each,
+   the strategy's own checks (e.g. a study that would collide, a grid to compare with), and
+   the cluster address (a TCP connect: ``ray.init`` would retry an unreachable address for
+   minutes);
+2. the Ray runtime (local or ``--address``) and the per-trial resources it must fit;
+3. data preparation (the profile's synthetic series, created once under ``data/``);
+4. the strategy's run (Ray Tune, through :mod:`temseg.tune`), resumable with ``resume``;
+5. the strategy's report, after the runtime is shut down.
+
+``dry_run`` stops after planning the datasets and prints the strategy's plan. Nothing here
+imports Ray or MLflow at module level: ``--dry-run`` and every preflight error answer at once.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from temseg.config import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster given by ``--address`` cannot be used."""
+
+
+def check_address(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at ``HOST:PORT`` (``ray.init`` would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray://...: left to Ray
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f"no Ray cluster answers at --address {address} ({exc.strerror or exc}); start its "
+            f"head there (`ray start --head --port {port}`) or leave --address out to run on "
+            "a local Ray runtime"
+        ) from None
+
+
+def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
+    """Ray's run folder for ``key``: a fresh one per run; ``resume`` picks the latest again.
+
+    The latest folder's name is kept in ``<storage_path>/<key>.latest``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:150]
+    pointer = Path(storage_path) / f"{safe}.latest"
+    if resume and pointer.is_file():
+        return pointer.read_text().strip()
+    name = f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(name + "\n")
+    return name
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a sweep runs and keeps its results (not what it trains: that is the config)."""
+
+    project_dir: Path
+    tracking_uri: str
+    storage_path: str  # absolute: Ray Tune changes the working directory per trial
+    address: str | None = None
+    num_cpus: int | None = None
+    resume: bool = False
+    report_dir: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.project_dir / "data"
+
+    def report_path(self, experiment: str) -> Path:
+        return Path(self.report_dir or self.project_dir / "reports" / experiment)
+
+    @property
+    def where(self) -> str:
+        return f"cluster {self.address}" if self.address else "a local Ray runtime"
+
+
+def placement(
+    project_dir: Path = PROJECT_DIR,
+    *,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage_path: str | None = None,
+    report_dir: str | None = None,
+    num_cpus: int | None = None,
+    resume: bool = False,
+) -> Placement:
+    """A :class:`Placement` with the project's defaults filled in (no MLflow import)."""
+    project_dir = Path(project_dir)
+    return Placement(
+        project_dir=project_dir,
+        tracking_uri=tracking_uri or f"sqlite:///{(project_dir / 'mlruns.db').resolve()}",
+        storage_path=str(Path(storage_path or project_dir / "ray_results").resolve()),
+        address=address,
+        num_cpus=num_cpus,
+        resume=resume,
+        report_dir=report_dir,
+    )
+
+
+class Strategy(Protocol):
+    """What differs between a grid and a search; :func:`run_campaign` does the rest."""
+
+    def plan(self, cfg: Any, datasets: Sequence[Any]) -> None:
+        """Print what would run on ``datasets`` (``--dry-run``)."""
+
+    def check_space(self, cfg: Any, patch_size: int) -> None:
+        """Raise :class:`ConfigError` when the space has nothing to train at ``patch_size``."""
+
+    def preflight(self, cfg: Any, where: Placement) -> None:
+        """Checks of the tracking store that need no dataset (e.g. a grid to compare with)."""
+
+    def check_datasets(self, cfg: Any, where: Placement, datasets: Sequence[Any]) -> None:
+        """Checks that need the datasets (e.g. a study that would collide)."""
+
+    def run(
+        self, cfg: Any, where: Placement, cluster: dict[str, float], datasets: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """Train (Ray is up); one result per trial or study."""
+
+    def report(
+        self, cfg: Any, where: Placement, results: list[dict[str, Any]], seconds: float
+    ) -> None:
+        """Summaries and reports, after the Ray runtime is shut down."""
+
+
+def connect(address: str | None, *, num_cpus: int | None = None) -> dict[str, float]:
+    """Start a local Ray runtime or connect to ``address``; the cluster's resources."""
+    from temseg import tune as ttune
+
+    try:
+        return ttune.init_ray(address, num_cpus=num_cpus)
+    except ConnectionError as exc:  # e.g. a token-auth cluster and no token here
+        if not address:
+            raise
+        raise ClusterError(
+            f"could not connect to the Ray cluster at --address {address} ({exc}); if it uses "
+            "token authentication, set RAY_AUTH_MODE=token and give its token "
+            "(~/.ray/auth_token or RAY_AUTH_TOKEN); if it was started with "
+            "RAY_AUTH_MODE=disabled, set that here too"
+        ) from None
+
+
+def run_campaign(
+    cfg: Any, strategy: Strategy, where: Placement, *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Preflight, runtime, data, run and report of one sweep (see the module docstring).
+
+    ``cfg`` is a :class:`temseg.sweep.SweepConfig` (validated when built).
+    """
+    from temseg import sweep as tsweep
+
+    if dry_run:
+        strategy.plan(cfg, tsweep.planned_datasets(cfg, where.data_dir))
+        return []
+
+    # Everything that can fail at start fails here, before Ray starts or a trial is scheduled.
+    from temseg import tracking
+
+    tracking.check_tracking(where.tracking_uri)
+    strategy.preflight(cfg, where)
+    datasets = tsweep.open_datasets(list(cfg.data)) if cfg.data else None
+    for ds in datasets or []:
+        try:
+            strategy.check_space(cfg, ds.patch_size)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (patch store {ds.path})") from None
+    if datasets is None:  # the synthetic series' patch size, before any store is generated
+        try:
+            strategy.check_space(cfg, cfg.synthetic.patch_size)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (the {cfg.profile} profile's synthetic series)") from None
+    if where.address:
+        check_address(where.address)
+    if datasets is not None:
+        strategy.check_datasets(cfg, where, datasets)
+
+    from temseg import tune as ttune
+
+    cluster = connect(where.address, num_cpus=where.num_cpus)
+    try:
+        ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
+        if datasets is None:
+            datasets = tsweep.synthetic_series(cfg, where.data_dir)
+            strategy.check_datasets(cfg, where, datasets)
+        t0 = time.time()
+        results = strategy.run(cfg, where, cluster, datasets)
+        seconds = time.time() - t0
+    finally:
+        if not where.address:
+            ttune.shutdown_ray()
+    strategy.report(cfg, where, results, seconds)
+    return results

@@ -1,0 +1,159 @@
+"""Reading a search and a grid back from MLflow (through :mod:`temseg.analysis.collect`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from temseg.receptive_field import (
+    Architecture,
+    parse_seq,
+)
+from temseg.search.space import SEARCH_METHOD
+from temseg.search.summary import is_finite
+from temseg.trial import TAG_STUDY
+
+
+def search_trials(tracking_uri: str, experiment: str, study: str) -> tuple[list[dict], list]:
+    """The trained trials of one study: rows (one per run) and its dice events.
+
+    Each row: ``run_id, run_name, num_blocks, pools, dilations, rf_px, rf_nm, n_params,
+    pixel_size_nm, epochs, best_val_dice, test_hard_dice, status`` (``finished``,
+    ``stopped`` or ``failed``), ``start_ms, end_ms``. Events: ``(timestamp_ms, run_id, epoch,
+    val_hard_dice)`` for every logged epoch, in time order.
+    """
+    from temseg.analysis import collect
+
+    client = collect.client_for(tracking_uri)
+    exp = collect.get_experiment(client, experiment)
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study}'", max_results=5000
+    )
+    rows, events = [], []
+    for run in runs:
+        base = collect.run_row(run)
+        hist = client.get_metric_history(run.info.run_id, "val_hard_dice")
+        steps = {}
+        for h in hist:  # one value per epoch (a retried trial never logs an epoch twice)
+            steps.setdefault(int(h.step), (int(h.timestamp), float(h.value)))
+        for step, (ts, value) in steps.items():
+            events.append((ts, run.info.run_id, step, value))
+        if run.info.status == "FINISHED" and is_finite(base["test_hard_dice"]):
+            status = "finished"
+        elif run.info.status == "KILLED":  # stopped early by ASHA (or by a shutdown)
+            status = "stopped"
+        elif run.info.status == "RUNNING":
+            status = "running"
+        else:
+            status = "failed"
+        last_ts = max((ts for ts, _ in steps.values()), default=run.info.start_time)
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "run_name": base["run_name"],
+                "num_blocks": int(base["num_blocks"]),
+                "pools": base["pools"],
+                "dilations": base["dilations"],
+                "rf_px": int(base["rf_px"]),
+                "rf_nm": float(base["rf_nm"]),
+                "pixel_size_nm": float(base["pixel_size_nm"]),
+                "n_params": int(base["n_params"]),
+                "epochs": len(steps),
+                "best_val_dice": max((v for _, v in steps.values()), default=float("nan")),
+                "test_hard_dice": float(base["test_hard_dice"]),
+                "status": status,
+                "start_ms": int(run.info.start_time or 0),
+                "end_ms": int(run.info.end_time or last_ts or 0),
+            }
+        )
+    rows.sort(key=lambda r: r["start_ms"])
+    events.sort()
+    return rows, events
+
+
+def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, Any]:
+    """The grid's answer and its compute on one dataset, from a finished grid experiment.
+
+    Best = the architecture with the highest mean over seeds of each run's best validation
+    hard dice (max over its per-epoch history). Compute: ``trial_epochs`` (epochs logged by
+    every grid run of the dataset), ``trial_seconds`` (sum of run durations) and
+    ``wall_seconds`` (first start to last end).
+    """
+    import pandas as pd
+
+    from temseg.analysis import collect
+
+    client = collect.client_for(tracking_uri)
+    trials = collect.load_runs(experiment, client=client)
+    if trials.empty:
+        raise ValueError(f"grid experiment {experiment!r} has no runs")
+    trials = trials[trials["search"] != SEARCH_METHOD]
+    datasets = sorted(set(trials["dataset"].dropna()))
+    mine = trials[trials["dataset"] == dataset]
+    if mine.empty:
+        raise ValueError(
+            f"grid experiment {experiment!r} has no runs on dataset {dataset!r}; "
+            f"its datasets: {datasets}"
+        )
+    hist = collect.load_histories(mine, metrics=("val_hard_dice",), client=client)
+    best_val = hist.groupby("run_id")["value"].max()
+    mine = mine.assign(best_val=mine["run_id"].map(best_val))
+    ok = collect.finished(mine)
+    ok = ok[ok["best_val"].notna()]
+    if ok.empty:
+        raise ValueError(f"grid experiment {experiment!r} has no finished run on {dataset!r}")
+    keys = ["num_blocks", "pools", "dilations", "rf_px", "rf_nm", "n_params"]
+    arch = (
+        ok.groupby(keys, dropna=False)
+        .agg(
+            val_mean=("best_val", "mean"),
+            test_mean=("test_hard_dice", "mean"),
+            n_seeds=("seed", "nunique"),
+            epochs=("epochs", "max"),
+        )
+        .reset_index()
+        .sort_values(["val_mean", "rf_px"], ascending=[False, True])
+    )
+    top = arch.iloc[0]
+    starts = mine["start_time"].dropna()
+    ends = starts + pd.to_timedelta(mine.loc[starts.index, "duration_s"].fillna(0), unit="s")
+    wall = (ends.max() - starts.min()).total_seconds() if len(starts) else float("nan")
+    return {
+        "experiment": experiment,
+        "dataset": dataset,
+        "architectures": int(len(arch)),
+        "runs": int(len(mine)),
+        "best": {
+            "name": Architecture(
+                int(top["num_blocks"]), parse_seq(top["pools"]), parse_seq(str(top["dilations"]))
+            ).name,
+            "num_blocks": int(top["num_blocks"]),
+            "pools": top["pools"],
+            "dilations": top["dilations"],
+            "rf_px": int(top["rf_px"]),
+            "rf_nm": float(top["rf_nm"]),
+            "n_params": int(top["n_params"]),
+            "val_dice_mean": float(top["val_mean"]),
+            "test_dice_mean": float(top["test_mean"]),
+            "n_seeds": int(top["n_seeds"]),
+            "epochs": int(top["epochs"]),
+        },
+        "trial_epochs": int(len(hist)),
+        "trial_seconds": float(mine["duration_s"].fillna(0).sum()),
+        "wall_seconds": float(wall),
+    }
+
+
+def study_has_runs(tracking_uri: str, experiment: str, study: str) -> bool:
+    from temseg.analysis import collect
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).is_file():
+        return False  # no store yet, so no runs
+    client = collect.client_for(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return False
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{TAG_STUDY}` = '{study}'", max_results=1
+    )
+    return bool(runs)

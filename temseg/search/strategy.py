@@ -1,0 +1,319 @@
+"""The search as a :class:`temseg.campaign.Strategy`: per dataset and seed, one study.
+
+:func:`run_optuna_search` hands :class:`SearchStrategy` to :func:`temseg.campaign.run_campaign`
+(preflight, Ray runtime, data, report: shared with the grid); every Ray call is in
+:func:`temseg.tune.run_search`, every MLflow write in :mod:`temseg.tracking`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temseg.config import ConfigError
+from temseg.receptive_field import (
+    Architecture,
+    format_seq,
+    parameter_count,
+    train_gflop,
+)
+from temseg.search.proposer import Proposer, make_sampler
+from temseg.search.runs import grid_summary, search_trials, study_has_runs
+from temseg.search.space import (
+    COST_WORDS,
+    SEARCH_METHOD,
+    SearchConfig,
+    space_for,
+    study_name,
+)
+from temseg.search.summary import (
+    answer_in_words,
+    compare_with_grid,
+    print_summary,
+    seeds_overview,
+    summarize,
+    write_summary,
+)
+from temseg.trial import TAG_SEARCH
+
+
+@dataclass(frozen=True)
+class TrialFactory:
+    """Architecture -> the grid's ``{"train", "meta"}`` trial dict, tagged with the study.
+
+    Built by :func:`temseg.sweep.make_trial` exactly as the grid's. The trial key also holds
+    the study, so two searches (another seed, another objective) never share a run, while a
+    resumed search finds its own.
+    """
+
+    sweep: Any  # temseg.sweep.SweepConfig with epochs = max_epochs, seeds = (train seed,)
+    dataset: Any  # temseg.trial.Dataset
+    tracking_uri: str
+    experiment_id: str
+    study: str
+
+    def __call__(self, arch: Architecture) -> dict[str, Any]:
+        from temseg.sweep import make_trial
+
+        trial = make_trial(
+            self.sweep,
+            self.dataset,
+            arch,
+            self.sweep.seeds[0],
+            search=SEARCH_METHOD,
+            study=self.study,
+        )
+        return trial.to_ray(
+            tracking_uri=self.tracking_uri,
+            experiment_id=self.experiment_id,
+            gpus_per_trial=self.sweep.gpus_per_trial,
+        )
+
+
+def _max_concurrent(scfg: SearchConfig, sweep: Any, cluster: Mapping[str, float]) -> int:
+    if scfg.max_concurrent:
+        return scfg.max_concurrent
+    fit = int(cluster.get("CPU", 1) // max(sweep.cpus_per_trial, 1e-9))
+    if sweep.gpus_per_trial > 0:
+        fit = min(fit, int(cluster.get("GPU", 0) // sweep.gpus_per_trial))
+    return max(1, fit)
+
+
+def _ray_name(storage_path: str, experiment: str, study: str, resume: bool) -> str:
+    """Ray's run folder of one study: a fresh one per search; ``--resume`` picks the latest."""
+    from temseg.campaign import ray_run_name
+
+    return ray_run_name(storage_path, f"{experiment}_{study}", resume)
+
+
+def _mark_stopped(meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    """Close the MLflow run of a trial ASHA stopped, as KILLED.
+
+    The trainable closes it itself when Ray ends its thread; this covers a trial whose worker
+    died before it could (the driver sees every stop).
+    """
+    from temseg.tracking import TrialRun
+
+    run = TrialRun.from_meta(dict(meta))
+    if not run.finished:
+        run.stop()
+
+
+def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[str, Any]]:
+    """Space size and RF range per dataset (what ``--dry-run`` prints)."""
+    out = []
+    for ds in datasets:
+        space = space_for(sweep, scfg, ds.patch_size)
+        archs = space.architectures()
+        for n in space.blocks:
+            mine = [a for a in archs if a.num_blocks == n]
+            if not mine:
+                continue
+            out.append(
+                {
+                    "dataset": ds.name,
+                    "num_blocks": n,
+                    "architectures": len(mine),
+                    "rf_px": f"{min(a.rf_px for a in mine)}-{max(a.rf_px for a in mine)}",
+                    "n_params": parameter_count(n),
+                    "train_gflop": f"{min(train_gflop(a, ds.patch_size) for a in mine):.3g}-"
+                    f"{max(train_gflop(a, ds.patch_size) for a in mine):.3g}",
+                }
+            )
+    return out
+
+
+@dataclass
+class SearchStrategy:
+    """The search as a :class:`temseg.campaign.Strategy`: one study per dataset and seed.
+
+    ``experiment`` is the MLflow experiment of the search runs; ``compare_grid`` a finished
+    grid experiment in the same store. ``studies`` and ``grids`` are filled by the preflight.
+    """
+
+    scfg: SearchConfig
+    experiment: str
+    compare_grid: str | None = None
+    studies: list[tuple[Any, int, str]] = dataclasses.field(default_factory=list)
+    grids: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def max_epochs(self, sweep: Any) -> int:
+        return self.scfg.max_epochs or sweep.epochs
+
+    def plan(self, sweep: Any, datasets: Sequence[Any]) -> None:
+        from temseg.sweep import print_table
+
+        print_table(plan(self.scfg, sweep, datasets))
+        print(
+            f"\n{len(datasets)} dataset(s) x {len(self.scfg.seeds)} search seed(s), up to "
+            f"{self.scfg.trials} trials of {self.max_epochs(sweep)} epochs each; nothing run.",
+            flush=True,
+        )
+
+    def check_space(self, sweep: Any, patch_size: int) -> None:
+        space_for(sweep, self.scfg, patch_size)
+
+    def preflight(self, sweep: Any, where: Any) -> None:
+        if self.compare_grid:
+            from temseg.analysis import collect
+
+            collect.get_experiment(collect.client_for(where.tracking_uri), self.compare_grid)
+
+    def check_datasets(self, sweep: Any, where: Any, datasets: Sequence[Any]) -> None:
+        scfg, uri = self.scfg, where.tracking_uri
+        studies = [(ds, s, study_name(ds.name, scfg, s)) for ds in datasets for s in scfg.seeds]
+        if not where.resume:
+            taken = [s for _, _, s in studies if study_has_runs(uri, self.experiment, s)]
+            if taken:
+                raise ConfigError(
+                    f"experiment {self.experiment!r} already holds runs of {taken}; continue "
+                    "them with --resume, or start afresh with another --seed or --experiment"
+                )
+        if self.compare_grid:
+            self.grids = {ds.name: grid_summary(uri, self.compare_grid, ds.name) for ds in datasets}
+        self.studies = studies
+
+    def run(
+        self, sweep: Any, where: Any, cluster: Mapping[str, float], datasets: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        from temseg import tracking
+        from temseg import tune as ttune
+
+        scfg, uri, experiment = self.scfg, where.tracking_uri, self.experiment
+        max_epochs = self.max_epochs(sweep)
+        train_seed = sweep.seeds[0] if scfg.train_seed is None else scfg.train_seed
+        protocol = dataclasses.replace(sweep, epochs=max_epochs, seeds=(train_seed,))
+        experiment_id = tracking.ensure_experiment(uri, experiment)
+        concurrent = _max_concurrent(scfg, sweep, cluster)
+        summaries: list[dict[str, Any]] = []
+        for ds, seed, study in self.studies:
+            space = space_for(sweep, scfg, ds.patch_size)
+            factory = TrialFactory(protocol, ds, uri, experiment_id, study)
+            proposer = Proposer(space, scfg.objective, scfg.cost, max_epochs, factory)
+            dil = ""
+            if space.dilations:
+                dil = f", dilations {list(space.dilations)}"
+            elif space.dilation_sets:
+                dil = f", dilation sets {[format_seq(d) for d in space.dilation_sets]}"
+            print(
+                f"\nsearch {study}: up to {scfg.trials} trials of {max_epochs} epochs over "
+                f"{proposer.size} architectures (N in {list(space.blocks)}, kernels "
+                f"{list(space.kernels)}{dil}, RF < {ds.patch_size} px); objective "
+                f"{scfg.objective}"
+                f"{' (' + COST_WORDS[scfg.cost] + ')' if scfg.multi_objective else ''}; "
+                f"TPE seed {seed}; ASHA grace period {scfg.grace(max_epochs)} epoch(s), factor "
+                f"{scfg.reduction_factor}; {concurrent} trial(s) at a time on {where.where}",
+                flush=True,
+            )
+            name = _ray_name(where.storage_path, experiment, study, where.resume)
+            ttune.run_search(
+                proposer,
+                sampler=make_sampler(seed, n_startup_trials=scfg.startup_trials()),
+                study_name=study,
+                trials=scfg.trials,
+                max_epochs=max_epochs,
+                name=name,
+                storage_path=where.storage_path,
+                cpus_per_trial=sweep.cpus_per_trial,
+                gpus_per_trial=sweep.gpus_per_trial,
+                resume=where.resume,
+                max_failures=sweep.max_failures,
+                max_concurrent=concurrent,
+                grace_period=scfg.grace(max_epochs),
+                reduction_factor=scfg.reduction_factor,
+                on_stopped=_mark_stopped,
+            )
+            rows, events = search_trials(uri, experiment, study)
+            summary = summarize(rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs)
+            summary.update(
+                seed=seed, experiment=experiment, ray_results=str(Path(where.storage_path) / name)
+            )
+            comparison = None
+            if self.compare_grid:
+                grid = self.grids[ds.name]
+                comparison = compare_with_grid(rows, events, grid, tolerance=scfg.tolerance)
+                comparison["grid_best"] = grid["best"]
+                comparison["grid_experiment"] = self.compare_grid
+                if grid["best"]["epochs"] != max_epochs:
+                    print(
+                        f"note: the grid trained {grid['best']['epochs']} epochs, the search "
+                        f"{max_epochs}",
+                        flush=True,
+                    )
+            summary["comparison"] = comparison
+            summary["answer"] = answer_in_words(summary, comparison)
+            out = where.report_path(experiment)
+            summary["report_dir"] = str(write_summary(summary, out))
+            print_summary(summary)
+            summaries.append(summary)
+        return summaries
+
+    def report(self, sweep: Any, where: Any, results: list[dict[str, Any]], seconds: float) -> None:
+        if self.compare_grid and len(results) > 1:
+            print("\n" + seeds_overview(results), flush=True)
+        print(
+            f"\nMLflow: {where.tracking_uri} (experiment {self.experiment!r}, runs tagged "
+            f"{TAG_SEARCH}={SEARCH_METHOD}); browse with\n"
+            f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000",
+            flush=True,
+        )
+
+
+def run_optuna_search(
+    scfg: SearchConfig,
+    sweep: Any,
+    *,
+    project_dir: Path,
+    experiment: str | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage_path: str | None = None,
+    report_dir: str | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    compare_grid: str | None = None,
+    num_cpus: int | None = None,
+) -> list[dict[str, Any]]:
+    """Search every dataset of ``sweep`` once per seed of ``scfg``; return one summary each.
+
+    Parameters
+    ----------
+    scfg
+        The search (trials, epochs, objective, seeds, tolerance, ASHA).
+    sweep
+        A :class:`temseg.sweep.SweepConfig` (profile + flags): datasets, the space (blocks,
+        kernels or pool sequences, dilation sets), protocol (lr, batch size, augmentation,
+        precision) and resources per trial.
+    experiment
+        MLflow experiment of the search runs (default ``<profile experiment>-optuna``).
+    compare_grid
+        A finished grid experiment in the same tracking store: each summary then carries
+        ``comparison`` (compute to come within ``scfg.tolerance`` of the grid's best, as
+        fractions of the grid's compute).
+
+    Returns
+    -------
+    One dict per dataset x seed: :func:`summarize`'s fields, ``comparison`` (or None),
+    ``answer`` (plain words), ``report_dir``. The orchestration (preflight, Ray runtime,
+    data) is :func:`temseg.campaign.run_campaign`'s, shared with the grid.
+    """
+    from temseg.campaign import placement, run_campaign
+
+    where = placement(
+        project_dir,
+        address=address,
+        tracking_uri=tracking_uri,
+        storage_path=storage_path,
+        report_dir=report_dir,
+        num_cpus=num_cpus,
+        resume=resume,
+    )
+    strategy = SearchStrategy(
+        scfg,
+        experiment=experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}",
+        compare_grid=compare_grid,
+    )
+    return run_campaign(sweep, strategy, where, dry_run=dry_run)

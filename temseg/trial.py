@@ -1,0 +1,134 @@
+"""A trial: what one training run trains, typed and frozen, with one key and one MLflow face.
+
+A :class:`Trial` holds a dataset, the resolved :class:`temseg.config.TrainConfig` (the
+architecture, seed, protocol and precision: exactly what ``fit`` receives, saves beside the
+checkpoint and what MLflow logs) and how it was planned (profile; ``grid`` or a search and
+its study). Where it runs (device, GPU share, workers) is not part of it.
+
+Everything derived from a trial comes from one place here: its stable key
+(:meth:`Trial.key`, the ``temseg.trial_key`` tag by which a retried or resumed trial finds
+its own MLflow run), its run name, its MLflow params and tags (:meth:`Trial.mlflow`), and the
+plain dict Ray Tune carries (:meth:`Trial.to_ray`, ``{"train", "meta"}``; Ray's param space
+and its experiment snapshots hold JSON-like values). Pure: no Ray, MLflow or torch import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from temseg.config import RESOURCE_KEYS, TrainConfig, to_dict
+from temseg.receptive_field import Architecture, format_seq
+
+# MLflow tags of a trial's run, one name each (the MLflow boundary).
+TAG_TRIAL_KEY = "temseg.trial_key"
+TAG_SEARCH = "temseg.search"  # "grid", or the search method ("optuna")
+TAG_STRATEGY = "temseg.strategy"  # "pooling" or "dilation": where the RF comes from
+TAG_PROFILE = "temseg.profile"
+TAG_STUDY = "temseg.study"  # a search's study (dataset, objective, sampler seed)
+TAG_ERROR = "temseg.error"
+GRID = "grid"
+
+
+def trial_key(train_config: dict[str, Any]) -> str:
+    """Stable id of a trial: everything that changes what is trained, nothing about resources.
+
+    ``train_config`` is a :func:`temseg.config.to_dict` of a TrainConfig plus any scope keys
+    (``experiment``, a search's ``study``). SHA-256 of its sorted JSON, 16 hex digits: the
+    value every existing MLflow store was keyed with, so it must never change.
+    """
+    keep = {k: v for k, v in train_config.items() if k not in RESOURCE_KEYS}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_name(dataset: str, arch_name: str, seed: int) -> str:
+    """E.g. ``hr-2.2nm-c0.060-s0/N2-p8.8-d1.1.1-s752``."""
+    return f"{dataset}/{arch_name}-s{seed}"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A patch store a sweep trains on: its absolute path, name and imaging attributes."""
+
+    path: str  # absolute
+    name: str
+    pixel_size_nm: float
+    patch_size: int
+    contrast: float
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training: a dataset and the resolved TrainConfig, planned by ``search``."""
+
+    dataset: Dataset
+    train: TrainConfig
+    profile: str
+    search: str = GRID
+    study: str | None = None  # a search's study: part of the key, so studies never share runs
+
+    @property
+    def architecture(self) -> Architecture:
+        t = self.train
+        return Architecture(t.num_blocks, t.pools, t.dilations)
+
+    @property
+    def run_name(self) -> str:
+        return run_name(self.dataset.name, self.architecture.name, self.train.seed)
+
+    def key(self, experiment_id: str) -> str:
+        """The trial key within MLflow experiment ``experiment_id`` (and the study, if any)."""
+        scope: dict[str, Any] = {"experiment": experiment_id}
+        if self.study is not None:
+            scope["study"] = self.study
+        return trial_key({**to_dict(self.train), **scope})
+
+    def mlflow(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The MLflow params and tags of this trial's run: the one place they are made."""
+        ds, t, arch = self.dataset, self.train, self.architecture
+        lo, hi = arch.rf_exact
+        params = {
+            "dataset": ds.name,
+            "data_path": ds.path,
+            "contrast": round(ds.contrast, 6),
+            "pixel_size_nm": ds.pixel_size_nm,
+            "num_blocks": arch.num_blocks,
+            "pools": format_seq(arch.pools),
+            "dilations": format_seq(arch.dilations),
+            "seed": t.seed,
+            "epochs": t.epochs,
+            "lr": t.lr,
+            "batch_size": t.batch_size,
+            "lr_schedule": t.lr_schedule,
+            "val_dihedral": t.val_dihedral,
+            "precision": t.precision,
+            "rf_px": arch.rf_px,
+            "rf_nm": round(arch.rf_px * ds.pixel_size_nm, 4),
+            "rf_exact_min_px": lo,
+            "rf_exact_max_px": hi,
+            "n_params": arch.n_params,
+        }
+        tags = {TAG_SEARCH: self.search, TAG_STRATEGY: arch.strategy, TAG_PROFILE: self.profile}
+        if self.study is not None:
+            tags[TAG_STUDY] = self.study
+        return params, tags
+
+    def to_ray(
+        self, *, tracking_uri: str, experiment_id: str, gpus_per_trial: float = 0.0
+    ) -> dict[str, Any]:
+        """The plain ``{"train", "meta"}`` dict Ray Tune carries to the trainable."""
+        params, tags = self.mlflow()
+        return {
+            "train": to_dict(self.train),
+            "meta": {
+                "run_name": self.run_name,
+                "trial_key": self.key(experiment_id),
+                "tracking_uri": tracking_uri,
+                "experiment_id": experiment_id,
+                "gpus_per_trial": gpus_per_trial,
+                "params": params,
+                "tags": tags,
+            },
+        }
