@@ -187,7 +187,7 @@ def test_110_zone_axis_shows_111_and_200_within_3_percent(sim):
     assert k200 == pytest.approx(1 / D200_NM, rel=0.03)
 
 
-def test_same_seed_same_image_and_store(sim, tmp_path):
+def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
     params = sim.sim_params("hr-2.2nm", image_size=192, carbon_thickness_nm=1.0)
     a = sim.simulate_image(params, np.random.default_rng([3, 0]))
     b = sim.simulate_image(params, np.random.default_rng([3, 0]))
@@ -211,3 +211,8 @@ def test_same_seed_same_image_and_store(sim, tmp_path):
     assert len(simulation["per_image"]) == 3
     assert set(simulation["per_image"][0]["lens"]) >= {"defocus_nm", "aperture_mrad"}
     assert sum(a1["n_patches"].values()) >= 1
+
+    from temseg.cli import main
+
+    assert main(["info", str(s1)]) == 0
+    assert "simulation:     abTEM plane-wave multislice" in capsys.readouterr().out

@@ -629,16 +629,15 @@ def abtem_ctf(lens: dict[str, float], voltage_kv: float):
     )
 
 
-def exit_wave_intensity(
+def exit_wave(
     carbon: np.ndarray,
     gold: np.ndarray,
     params: SimParams,
-    lens: dict[str, float] | None,
     *,
     phonon_seed: int = 0,
-) -> tuple[np.ndarray, int]:
-    """Multislice through the atoms; the image intensity (vacuum = 1) after the lens
-    ``lens`` (None: the exit wave's intensity), and the number of slices."""
+):
+    """Multislice through the atoms: the computed exit wave (``abtem.Waves``, one per
+    frozen-phonon configuration) and the number of slices."""
     abtem = require_sim()
     from ase import Atoms
 
@@ -655,6 +654,7 @@ def exit_wave_intensity(
             num_configs=params.frozen_phonons,
             sigmas={"Au": 10 * params.phonon_sigma_nm[0], "C": 10 * params.phonon_sigma_nm[1]},
             seed=int(phonon_seed),
+            ensemble_mean=False,
         )
     else:
         sample = atoms
@@ -666,14 +666,34 @@ def exit_wave_intensity(
         projection=params.projection,
     )
     waves = abtem.PlaneWave(energy=params.voltage_kv * 1e3).multislice(potential)
+    return waves.compute(), int(potential.num_slices)
+
+
+def image_intensity(waves, lens: dict[str, float] | None, voltage_kv: float) -> np.ndarray:
+    """(y, x) image intensity (vacuum = 1) of an exit wave after the lens ``lens`` (None:
+    the exit wave's own intensity), averaged over frozen-phonon configurations."""
     if lens is not None:
-        waves = waves.apply_ctf(abtem_ctf(lens, params.voltage_kv))
+        waves = waves.apply_ctf(abtem_ctf(lens, voltage_kv))
     image = waves.intensity().compute()
     array = np.asarray(image.array, dtype=np.float32)
-    if array.ndim == 3:  # frozen phonons not reduced
+    if array.ndim == 3:  # frozen-phonon configurations: incoherent average
         array = array.mean(axis=0)
     # abTEM's first array axis is x; temseg images are (y, x)
-    return np.ascontiguousarray(array.T), int(potential.num_slices)
+    return np.ascontiguousarray(array.T)
+
+
+def exit_wave_intensity(
+    carbon: np.ndarray,
+    gold: np.ndarray,
+    params: SimParams,
+    lens: dict[str, float] | None,
+    *,
+    phonon_seed: int = 0,
+) -> tuple[np.ndarray, int]:
+    """Multislice through the atoms; the image intensity (vacuum = 1) after the lens
+    ``lens`` (None: the exit wave's intensity), and the number of slices."""
+    waves, n_slices = exit_wave(carbon, gold, params, phonon_seed=phonon_seed)
+    return image_intensity(waves, lens, params.voltage_kv), n_slices
 
 
 def simulate_image(params: SimParams, rng: np.random.Generator) -> Simulated:
