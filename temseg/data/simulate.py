@@ -461,13 +461,17 @@ def build_sample(
 ) -> tuple[np.ndarray, np.ndarray, list[SimParticle]]:
     """Carbon positions (n, 3) nm, Au positions (m, 3) nm and the particles of one image.
 
-    Every random draw of the sample comes from ``rng`` in a fixed order. Positions are
+    Every random draw of the sample comes from ``rng`` in a fixed order (two seeds from it
+    start the carbon's and the particles' own streams). Positions are
     in the periodic cell [0, L) x [0, L) (L = image_size * pixel_size_nm); the carbon film
     occupies z in [0, t], the particles rest on it (their lowest atom 0.25 nm above).
     """
     L = params.image_size * params.pixel_size_nm
+    # carbon and particles draw from their own streams, so a carbon-thickness series with
+    # one seed holds the same particles (and, drawn after this, the same lens)
+    rng_carbon, rng = (np.random.default_rng(int(s)) for s in rng.integers(2**63, size=2))
     carbon = carbon_film(
-        rng,
+        rng_carbon,
         L,
         params.carbon_thickness_nm,
         density_g_cm3=params.carbon_density_g_cm3,
