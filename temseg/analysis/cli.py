@@ -94,7 +94,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     size, size_from = args.object_size_nm, "--object-size-nm"
     if size is None:
-        size = float((attrs.get("generator") or {}).get("diameter_nm", math.nan))
+        gen = attrs.get("generator") or attrs.get("simulation") or {}
+        size = float(gen.get("diameter_nm", math.nan))
         size_from = "the generator's particle diameter"
     print(f"store:         {store}")
     print(f"contrast:      {contrast:.4f} (temseg contrast score, as the store records it)")

@@ -577,11 +577,13 @@ def object_sizes(trials: pd.DataFrame) -> dict[str, float]:
 
 
 def store_object_size(path: str) -> float:
-    """``generator.diameter_nm`` of a patch store, NaN when absent or unreadable."""
+    """``generator.diameter_nm`` (or ``simulation.diameter_nm``) of a patch store, NaN when
+    absent or unreadable."""
     try:
         from temseg.data.store import read_attrs
 
-        gen = read_attrs(path).get("generator") or {}
+        attrs = read_attrs(path)
+        gen = attrs.get("generator") or attrs.get("simulation") or {}
         return float(gen.get("diameter_nm", math.nan))
     except Exception:  # no store there, not a store, or no zarr: the size is unknown
         return math.nan

@@ -1,4 +1,4 @@
-"""Data commands (ingest, synth, synth-image, synth-series, info, preview): registered by
+"""Data commands (ingest, synth, simulate, synth-image, synth-series, info, preview): registered by
 temseg.cli.
 
 ``register`` only declares arguments; numpy, zarr and torch are imported inside the
@@ -140,6 +140,49 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from temseg.data.simulate import make_simulated_store, require_sim, sim_params
+
+    overrides = {
+        "carbon_thickness_nm": args.carbon_thickness_nm,
+        "defocus_nm": args.defocus_nm,
+        "aperture_mrad": args.aperture_mrad,
+        "coverage": args.coverage,
+        "pixel_size_nm": args.pixel_size_nm,
+        "dose": args.dose,
+        "frozen_phonons": args.frozen_phonons,
+        "slice_thickness_nm": args.slice_thickness_nm,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:  # every parameter checked before abTEM is imported or anything written
+        sim_params(args.preset, image_size=args.image_size, **overrides)
+    except ValueError as exc:
+        msg = str(exc)
+        for f in overrides:
+            if msg.startswith(f):
+                raise ValueError(f"--{f.replace('_', '-')}: {msg}") from None
+        raise
+    try:
+        require_sim(threads=args.threads)
+    except ModuleNotFoundError as exc:  # the optional extra: say how to install it, exit 2
+        raise ValueError(str(exc)) from None
+    out = make_simulated_store(
+        args.out,
+        preset=args.preset,
+        images=args.images,
+        seed=args.seed,
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+        min_particle_px=args.min_particle_px,
+        overwrite=args.overwrite,
+        progress=True,
+        log=_progress,
+        **overrides,
+    )
+    _print_summary(out)
+    return 0
+
+
 def _cmd_synth_image(args: argparse.Namespace) -> int:
     from temseg.data.synth import write_micrograph
 
@@ -232,6 +275,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     srcs = a["sources"]
     shown = ", ".join(srcs[:3]) + (f", ... ({len(srcs)} in all)" if len(srcs) > 3 else "")
     print(f"sources:        {shown}")
+    if "simulation" in a:
+        g = a["simulation"]
+        print(
+            f"simulation:     {g.get('method')} (abTEM {g.get('abtem_version')}), "
+            f"{g['preset']} seed={g['seed']} images={g['images']} size={g['image_size']} "
+            f"carbon {g['carbon_thickness_nm']:g} nm, dose={g['dose']:g} e/A^2, defocus "
+            f"{g['defocus_nm'][0]:g}..{g['defocus_nm'][1]:g} nm, frozen phonons "
+            f"{g['frozen_phonons']} (v{g['version']})"
+        )
     if "generator" in a:
         g = a["generator"]
         print(
@@ -465,6 +517,70 @@ def register(sub) -> None:
     )
     _add_generator_args(p)
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser(
+        "simulate",
+        help="multislice-simulated HRTEM images (abTEM) -> patch store (pip install temseg[sim])",
+        description=(
+            "Build Au nanoparticles from atoms (ase.cluster: truncated octahedra, decahedra, "
+            "icosahedra; the preset's diameter with 12 %% spread; low-index zone axes or "
+            "random orientations) on an amorphous carbon film, run an abTEM plane-wave "
+            "multislice at 300 kV, apply a lens drawn per image (defocus, astigmatism, Cs, "
+            "objective aperture, focal spread, convergence), add Poisson noise at the dose, "
+            "label the particles' projected footprint from their atoms, preprocess like "
+            "real files and write a patch store (attribute 'simulation': every parameter "
+            "and, per image, everything drawn). Needs the optional extra: "
+            "pip install 'temseg[sim]'."
+        ),
+    )
+    p.add_argument("out", help="store to create, e.g. data/ms-hr-2.2nm-s0.zarr")
+    p.add_argument(
+        "--preset",
+        choices=PRESET_NAMES[:3],
+        required=True,
+        help="particle diameter, pixel size, coverage and dose of a paper dataset (HR only)",
+    )
+    p.add_argument("--images", type=int, required=True, help="number of images to simulate")
+    p.add_argument("--seed", type=int, required=True, help="seed (same seed, same bytes)")
+    p.add_argument("--image-size", type=int, default=512, help="image side in px (default 512)")
+    p.add_argument(
+        "--carbon-thickness-nm",
+        type=float,
+        metavar="T",
+        help="amorphous carbon film thickness in nm (default 3)",
+    )
+    p.add_argument(
+        "--defocus-nm",
+        type=_range,
+        metavar="MIN,MAX",
+        help="defocus range, negative = underfocus (default -12,12, as the fast generator)",
+    )
+    p.add_argument(
+        "--aperture-mrad",
+        type=_range,
+        metavar="MIN,MAX",
+        help="objective aperture semiangle range in mrad (default 20,30)",
+    )
+    p.add_argument("--coverage", type=float, metavar="F", help="particle area fraction")
+    p.add_argument(
+        "--pixel-size-nm",
+        type=float,
+        metavar="F",
+        help="sampling (must resolve Au {111} within the multislice band limit: <= 0.0785)",
+    )
+    p.add_argument("--dose", type=float, metavar="E", help="dose in e/A^2 (default 423)")
+    p.add_argument(
+        "--frozen-phonons",
+        type=int,
+        metavar="N",
+        help="frozen-phonon configurations averaged per image (default 0: static lattice)",
+    )
+    p.add_argument(
+        "--slice-thickness-nm", type=float, metavar="DZ", help="multislice slice (default 0.2)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="numba/FFT threads for abTEM (default 1)")
+    _add_patch_args(p)
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
         "synth-image",

@@ -1,0 +1,220 @@
+"""Multislice-simulated stores (temseg.data.simulate).
+
+The tests that run abTEM are skipped when the ``sim`` extra (abtem, ase) is absent; the
+parameter checks need neither and always run. Fields are small (192-256 px, no or 1 nm
+carbon, few slices) so each test takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from temseg.data.simulate import D111_NM, max_pixel_size_nm, sim_params
+
+D200_NM = 0.2039  # Au, a = 0.4078 nm
+
+
+@pytest.fixture(scope="module")
+def sim():
+    pytest.importorskip("abtem")
+    pytest.importorskip("ase")
+    from temseg.data import simulate
+
+    simulate.require_sim(threads=1)
+    return simulate
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"carbon_thickness_nm": -1.0}, "carbon_thickness_nm must be >= 0"),
+        ({"pixel_size_nm": 0.12}, "too coarse for Au \\{111\\}"),
+        ({"pixel_size_nm": 0.08}, "too coarse for Au \\{111\\}"),
+        ({"aperture_mrad": (5.0, 20.0)}, "cuts the Au \\{111\\} reflection"),
+        ({"defocus_nm": (5.0, -5.0)}, "min <= max"),
+        ({"dose": 0.0}, "dose must be > 0"),
+        ({"no_such_knob": 1}, "unknown simulation parameter"),
+    ],
+)
+def test_bad_parameters_refused(override, match):
+    with pytest.raises(ValueError, match=match):
+        sim_params("hr-2.2nm", **override)
+
+
+def test_pixel_limit_is_two_thirds_of_nyquist_for_111():
+    # Nyquist d/2 = 0.1177 nm; abTEM keeps 2/3 of Nyquist, so d/3 = 0.0785 nm
+    assert max_pixel_size_nm() == pytest.approx(D111_NM / 3)
+    # just inside, with an aperture between {111} (8.36 mrad) and the band limit (8.41)
+    sim_params("hr-2.2nm", pixel_size_nm=0.078, aperture_mrad=8.4)
+
+
+def test_cli_refuses_bad_parameters_with_exit_2(tmp_path, capsys):
+    from temseg.cli import main
+
+    out = tmp_path / "s.zarr"
+    rc = main(["simulate", str(out), "--preset", "hr-2.2nm", "--images", "2", "--seed", "0",
+               "--carbon-thickness-nm=-2"])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--carbon-thickness-nm" in err and "must be >= 0" in err
+    rc = main(["simulate", str(out), "--preset", "hr-5nm", "--images", "2", "--seed", "0",
+               "--pixel-size-nm", "0.15"])  # fmt: skip
+    assert rc == 2
+    assert "too coarse" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_importing_the_module_does_not_import_abtem():
+    code = "import sys, temseg.data.simulate, temseg.cli; print('abtem' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- physics
+
+
+def _disk_union_hull(xy_nm: np.ndarray, size: int, px: float, radius_nm: float) -> np.ndarray:
+    """Independent footprint: the convex hull (skimage) of disks of the atomic radius drawn
+    around every projected atom."""
+    from skimage.morphology import convex_hull_image
+
+    yy, xx = np.mgrid[:size, :size]
+    disks = np.zeros((size, size), dtype=bool)
+    r = radius_nm / px
+    for x, y in xy_nm / px - 0.5:  # pixel centres at (i + 0.5) * px
+        y0, y1 = int(max(0, y - r - 1)), int(min(size, y + r + 2))
+        x0, x1 = int(max(0, x - r - 1)), int(min(size, x + r + 2))
+        sub = (yy[y0:y1, x0:x1] - y) ** 2 + (xx[y0:y1, x0:x1] - x) ** 2 <= r * r
+        disks[y0:y1, x0:x1] |= sub
+    return convex_hull_image(disks)
+
+
+@pytest.mark.parametrize("shape, args", [("truncated-octahedron", (8, 2)), ("icosahedron", (5,))])
+def test_label_is_the_atoms_projected_footprint(sim, shape, args):
+    from scipy.spatial.transform import Rotation
+
+    size, px = 192, 0.02
+    pos = sim.build_cluster(shape, args).positions / 10.0
+    pos = Rotation.from_euler("xyz", [0.3, 1.1, 0.4]).apply(pos) + [1.9, 1.95, 1.0]
+    mask = sim.footprint_mask(pos, image_size=size, pixel_size_nm=px)
+    ref = _disk_union_hull(pos[:, :2], size, px, sim.AU_ATOM_RADIUS_NM)
+    iou = (mask.astype(bool) & ref).sum() / (mask.astype(bool) | ref).sum()
+    assert iou > 0.97
+    cols = np.floor(pos[:, :2] / px).astype(int)
+    assert mask[cols[:, 1], cols[:, 0]].all()  # every atom column lies inside
+
+
+def test_store_labels_follow_the_projected_potential(sim):
+    """In a simulated sample, the label covers where abTEM puts the Au potential."""
+    import abtem
+    from ase import Atoms
+    from scipy import ndimage
+
+    params = sim.sim_params("hr-2.2nm", image_size=192, carbon_thickness_nm=0.0, coverage=0.3)
+    _, gold, particles = sim.build_sample(params, np.random.default_rng(4))
+    assert particles
+    mask = np.zeros((192, 192), dtype=np.uint8)
+    for p in particles:
+        mask |= sim.footprint_mask(p.positions_nm, image_size=192, pixel_size_nm=0.02)
+    L = 192 * 0.02 * 10
+    atoms = Atoms(["Au"] * len(gold), positions=gold * 10, cell=[L, L, 60], pbc=True)
+    atoms.wrap()
+    pot = abtem.Potential(atoms, gpts=192, slice_thickness=5, projection="infinite")
+    proj = np.asarray(pot.build().project().compute().array).T
+    blurred = ndimage.gaussian_filter(proj, 3, mode="wrap")
+    where = blurred > 0.25 * np.percentile(blurred[mask > 0], 50)
+    assert (where & (mask == 0)).sum() < 0.02 * where.sum()  # potential outside the label
+    # the label reaches an atomic radius past the outermost atoms, where a tilted particle's
+    # rim is one or two atoms thin: inside a rim of 0.16 nm all of it carries potential
+    core = ndimage.binary_erosion(mask > 0, iterations=8)
+    assert core.sum() > 0.5 * mask.sum()
+    assert (core & ~where).sum() < 0.01 * core.sum()
+
+
+def _spot_frequencies(image: np.ndarray, px: float, band: tuple[float, float]) -> float:
+    """|k| (nm^-1) of the brightest spot of each Friedel pair in an annulus, refined by a
+    3 x 3 power-weighted centroid."""
+    n = image.shape[0]
+    win = np.hanning(n)[:, None] * np.hanning(n)[None, :]
+    power = np.abs(np.fft.fftshift(np.fft.fft2((image - image.mean()) * win))) ** 2
+    f = (np.arange(n) - n // 2) / (n * px)
+    ky, kx = np.meshgrid(f, f, indexing="ij")
+    k = np.hypot(ky, kx)
+    ring = (k >= band[0]) & (k <= band[1])
+    p = np.where(ring, power, 0)
+    i, j = np.unravel_index(np.argmax(p), p.shape)
+    w = power[i - 1 : i + 2, j - 1 : j + 2]
+    cy = (w * ky[i - 1 : i + 2, j - 1 : j + 2]).sum() / w.sum()
+    cx = (w * kx[i - 1 : i + 2, j - 1 : j + 2]).sum() / w.sum()
+    return float(np.hypot(cy, cx))
+
+
+def test_110_zone_axis_shows_111_and_200_within_3_percent(sim):
+    params = sim.sim_params(
+        "hr-5nm",
+        image_size=256,
+        pixel_size_nm=0.02,
+        carbon_thickness_nm=0.0,
+        coverage=0.05,
+        diameter_nm=3.5,
+        diameter_sd=0.0,
+        shapes=("truncated-octahedron",),
+        shape_weights=(1.0,),
+        zone_axis_fraction=1.0,
+        fcc_zone_weights=(1.0, 0.0, 0.0),
+        slice_thickness_nm=0.25,
+    )
+    carbon, gold, particles = sim.build_sample(params, np.random.default_rng(1))
+    assert len(particles) == 1 and particles[0].orientation == "[110]"
+    lens = {
+        "defocus_nm": -8.0,
+        "astigmatism_nm": 0.0,
+        "astigmatism_angle_rad": 0.0,
+        "cs_mm": 0.0,
+        "aperture_mrad": 25.0,
+        "focal_spread_nm": 0.0,
+        "convergence_mrad": 0.0,
+    }
+    image, _ = sim.exit_wave_intensity(carbon, gold, params, lens)
+    k111 = _spot_frequencies(image, 0.02, (3.9, 4.55))
+    k200 = _spot_frequencies(image, 0.02, (4.65, 5.2))
+    assert k111 == pytest.approx(1 / D111_NM, rel=0.03)
+    assert k200 == pytest.approx(1 / D200_NM, rel=0.03)
+
+
+def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
+    params = sim.sim_params("hr-2.2nm", image_size=192, carbon_thickness_nm=1.0)
+    a = sim.simulate_image(params, np.random.default_rng([3, 0]))
+    b = sim.simulate_image(params, np.random.default_rng([3, 0]))
+    c = sim.simulate_image(params, np.random.default_rng([4, 0]))
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.record() == b.record()
+    assert not np.array_equal(a.counts, c.counts)
+
+    from temseg.data.store import read_attrs
+
+    kw = dict(preset="hr-2.2nm", images=3, seed=2, image_size=192, patch_size=192,
+              min_particle_px=50, carbon_thickness_nm=1.0, progress=False)  # fmt: skip
+    s1 = sim.make_simulated_store(tmp_path / "a.zarr", **kw)
+    s2 = sim.make_simulated_store(tmp_path / "b.zarr", **kw)
+    a1, a2 = read_attrs(s1), read_attrs(s2)
+    assert a1["content_hash"] == a2["content_hash"]
+    assert a1["kind"] == "synthetic"
+    simulation = a1["simulation"]
+    assert simulation["carbon_thickness_nm"] == 1.0 and simulation["seed"] == 2
+    assert len(simulation["per_image"]) == 3
+    assert set(simulation["per_image"][0]["lens"]) >= {"defocus_nm", "aperture_mrad"}
+    assert sum(a1["n_patches"].values()) >= 1
+
+    from temseg.cli import main
+
+    assert main(["info", str(s1)]) == 0
+    assert "simulation:     abTEM plane-wave multislice" in capsys.readouterr().out
