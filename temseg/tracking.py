@@ -294,18 +294,14 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
     import pandas as pd
 
     from temseg.analysis import collect
-    from temseg.analysis.recommend import VAL_METRIC, recommended_trials
+    from temseg.analysis.recommend import recommended_trials
 
     rec_csv = Path(report_dir) / "recommendation.csv"
     if not rec_csv.is_file():
         raise FileNotFoundError(f"{rec_csv}: no recommendation (the report was not written)")
     recommendation = pd.read_csv(rec_csv)
     client = MlflowClient(uri)
-    trials = collect.load_runs(experiment, client=client)
-    val = {}
-    for run_id in trials.loc[trials["status"] == "FINISHED", "run_id"]:
-        val[run_id] = client.get_run(run_id).data.metrics.get(VAL_METRIC, float("nan"))
-    trials[VAL_METRIC] = trials["run_id"].map(val).astype(float)
+    trials = collect.load_runs(experiment, client=client)  # carries best_val_hard_dice
     out = []
     for r in recommended_trials(trials, recommendation).to_dict("records"):
         name = registered_model_name(r["dataset"])

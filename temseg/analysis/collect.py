@@ -42,6 +42,7 @@ FINAL_METRICS = (
     "test_hard_dice",
     "test_soft_dice",
     "best_epoch",
+    "best_val_hard_dice",  # the model-selection score (the registry picks seeds by it)
     "erf50_px",
     "erf95_px",
     "erf95_nm",
