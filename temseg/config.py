@@ -23,7 +23,8 @@ PAPER_SEEDS = (752, 2245, 140, 9213, 956)
 # TrainConfig fields that say where and how fast a run trains, not what it trains. Precision
 # is not one of them: bf16 autocast changes the numbers a run produces, so a bf16 and an fp32
 # run are different trials (different trial keys; neither resumes the other's state).
-RESOURCE_KEYS = ("device", "num_workers", "gpu_fraction")
+# ``record_test`` is one of them: it only adds a measurement (the test split every epoch).
+RESOURCE_KEYS = ("device", "num_workers", "gpu_fraction", "record_test")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -204,6 +205,10 @@ class TrainConfig:
     precision: str = "bf16"
     # Fraction of one GPU this trial may use (its per-process CUDA memory cap); 0 = no cap.
     gpu_fraction: float = 0.0
+    # Also evaluate the current model on the test split after every epoch
+    # (``epoch_test_hard_dice``), as the final test does (same transforms): the learning
+    # curves a recorded benchmark table replays (docs/bench/). It changes nothing trained.
+    record_test: bool = False
 
     def __post_init__(self) -> None:
         model = Architecture(self.num_blocks, self.pools, self.dilations)

@@ -172,6 +172,7 @@ class SweepConfig:
     batch_size: int = 32
     augment: bool = True
     val_dihedral: bool = True  # see TrainConfig
+    record_test: bool = False  # test dice every epoch (TrainConfig; a benchmark table's curves)
     lr_schedule: str = "constant"  # or "cosine" (see TrainConfig)
     # forward pass of every trial: bf16 autocast (CPU and CUDA) or fp32; "auto" = bf16 on GPUs
     # and CPUs with native bf16, fp32 elsewhere, resolved when the sweep is planned (the trial
@@ -396,6 +397,7 @@ def make_trial(
         batch_size=cfg.batch_size,
         augment=cfg.augment,
         val_dihedral=cfg.val_dihedral,
+        record_test=cfg.record_test,
         lr_schedule=cfg.lr_schedule,
         precision=resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial),
     )

@@ -27,7 +27,15 @@ from mlflow.tracking import MlflowClient
 
 from temseg.trial import TAG_ERROR, TAG_TRIAL_KEY, run_name, trial_key  # noqa: F401
 
-EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
+EPOCH_METRICS = (
+    "train_loss",
+    "val_loss",
+    "train_hard_dice",
+    "val_hard_dice",
+    "val_soft_dice",
+    "epoch_seconds",
+    "epoch_test_hard_dice",  # with record_test only (temseg.train)
+)
 FINAL_METRICS = (
     "test_hard_dice",
     "test_soft_dice",

@@ -47,6 +47,9 @@ from temseg.receptive_field import check_input_size
 STATE_FORMAT = "temseg-train-state/1"
 Report = Callable[[dict[str, Any]], None]
 EPOCH_METRICS = ("train_loss", "train_hard_dice", "val_loss", "val_hard_dice", "val_soft_dice")
+# also per epoch: its seconds (training and validation, not the recorded test) and, with
+# ``record_test``, the test hard dice of that epoch's weights
+TIMED_METRICS = ("epoch_seconds", "epoch_test_hard_dice")
 ERF_METRICS = ("erf50_px", "erf95_px", "erf95_nm")  # of the best checkpoint (temseg.erf)
 
 
@@ -240,7 +243,8 @@ def fit(
     model = ResidualUNet(cfg.model).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS}
+    test = Split(cfg.data, "test", device, augment=cfg.augment) if cfg.record_test else None
+    history: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS + TIMED_METRICS}
     best_epoch, best_dice, start_epoch, elapsed = 0, -math.inf, 1, 0.0
 
     last, reported = workdir / "last.pt", workdir / "reported"
@@ -248,6 +252,7 @@ def fit(
     def emit(epoch: int) -> dict[str, Any]:
         """Report a saved epoch, then mark it reported (at-least-once: see below)."""
         row = {"epoch": epoch, **{k: history[k][epoch - 1] for k in EPOCH_METRICS}}
+        row.update({k: history[k][epoch - 1] for k in TIMED_METRICS if len(history[k]) >= epoch})
         row.update(best_epoch=best_epoch, best_val_hard_dice=best_dice, seconds=elapsed)
         if epoch == cfg.epochs:
             row.update(_test(cfg, workdir, device))
@@ -268,7 +273,7 @@ def fit(
             raise ValueError(f"{last}: training state of another config; remove it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
+        history = {k: [] for k in TIMED_METRICS} | state["history"]  # older states lack them
         best_epoch, best_dice = state["best_epoch"], state["best_val_hard_dice"]
         start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
         say(f"resuming after epoch {state['epoch']} of {cfg.epochs}")
@@ -311,7 +316,14 @@ def fit(
         if va["hard_dice"] > best_dice:
             best_epoch, best_dice = epoch, va["hard_dice"]
             save_checkpoint(workdir / "best.pt", model, resolved)
-        elapsed += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
+        history["epoch_seconds"].append(seconds)
+        if test is not None:
+            te = evaluate(
+                model, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision
+            )
+            history["epoch_test_hard_dice"].append(te["hard_dice"])
         _save_state(
             last,
             config=resolved,

@@ -34,10 +34,15 @@ def config(store, **kw):
     return {**base, **kw}
 
 
+def numbers(out):
+    """A run's per-epoch history without its wall-clock seconds."""
+    return {k: v for k, v in out["history"].items() if k != "epoch_seconds"}
+
+
 def test_same_seed_same_numbers_and_weights(store, tmp_path):
     a = fit(config(store), workdir=tmp_path / "a")
     b = fit(config(store), workdir=tmp_path / "b")
-    assert a["history"] == b["history"]
+    assert numbers(a) == numbers(b)
     assert a["test_hard_dice"] == b["test_hard_dice"]
     wa, _ = load_checkpoint(a["best_checkpoint"])
     wb, _ = load_checkpoint(b["best_checkpoint"])
@@ -98,7 +103,7 @@ def test_resume_continues_exactly(store, tmp_path):
     # the very numbers of the first try, and training goes on with epoch 3, not epoch 2
     assert [r["epoch"] for r in resumed] == [2, 3]
     assert resumed[0] == rows[1]
-    assert out["history"] == full["history"]
+    assert numbers(out) == numbers(full)
     assert out["test_hard_dice"] == full["test_hard_dice"]
 
 
@@ -115,7 +120,7 @@ def test_precision_is_part_of_what_is_trained(store, tmp_path):
     with pytest.raises(ValueError, match="training state of another config"):
         fit(config(store, epochs=1), workdir=tmp_path / "fp32")
     again = fit(config(store, epochs=1, precision="bf16"), workdir=tmp_path / "bf16")
-    assert again["history"] == bf16["history"]
+    assert numbers(again) == numbers(bf16)
 
 
 def test_a_broken_final_report_is_repeated_with_the_test_metrics(store, tmp_path):
@@ -153,3 +158,24 @@ def test_bad_config(store):
         fit(config(store, data="relative.zarr"))
     with pytest.raises(ValueError, match="not divisible"):
         fit(config(store, pools=[8, 8]))  # 32 px patches, pools 64
+
+
+def test_record_test_adds_the_test_curve_and_changes_nothing_trained(store, tmp_path):
+    # fp32: the final test (best.pt reloaded) must equal that epoch's recorded test exactly
+    plain = fit(config(store, epochs=4, precision="fp32"), workdir=tmp_path / "a")
+    rows = []
+    rec = fit(
+        config(store, epochs=4, precision="fp32", record_test=True),
+        rows.append,
+        workdir=tmp_path / "b",
+    )
+    for k in ("train_loss", "val_hard_dice", "val_loss"):
+        assert rec["history"][k] == plain["history"][k]
+    assert plain["history"]["epoch_test_hard_dice"] == []
+    curve = rec["history"]["epoch_test_hard_dice"]
+    assert len(curve) == 4 and [r["epoch_test_hard_dice"] for r in rows] == curve
+    assert curve[rec["best_epoch"] - 1] == pytest.approx(rec["test_hard_dice"], abs=1e-12)
+    assert len(rec["history"]["epoch_seconds"]) == 4 and all(
+        rows[i]["epoch_seconds"] > 0 for i in range(4)
+    )
+    assert sum(rec["history"]["epoch_seconds"]) == pytest.approx(rec["seconds"])
