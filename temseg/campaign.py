@@ -130,15 +130,30 @@ class Strategy(Protocol):
     def check_datasets(self, cfg: Any, where: Placement, datasets: Sequence[Any]) -> None:
         """Checks that need the datasets (e.g. a study that would collide)."""
 
+    name: str  # "grid" or "search": the kind of the sweep's parent run
+
+    def experiment_of(self, cfg: Any) -> str:
+        """The MLflow experiment of the trial runs and the parent run."""
+
+    def identity(self) -> dict[str, Any]:
+        """What the strategy adds to the config that identifies the sweep (its parent run)."""
+
     def run(
-        self, cfg: Any, where: Placement, cluster: dict[str, float], datasets: Sequence[Any]
+        self,
+        cfg: Any,
+        where: Placement,
+        cluster: dict[str, float],
+        datasets: Sequence[Any],
+        parent_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Train (Ray is up); one result per trial or study."""
+        """Train (Ray is up); one result per trial or study; trial runs are children of
+        ``parent_run_id``."""
 
     def report(
         self, cfg: Any, where: Placement, results: list[dict[str, Any]], seconds: float
-    ) -> None:
-        """Summaries and reports, after the Ray runtime is shut down."""
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """Summaries and reports, after the Ray runtime is shut down; the parent run's
+        summary metrics and tags."""
 
 
 def connect(address: str | None, *, num_cpus: int | None = None) -> dict[str, float]:
@@ -195,16 +210,60 @@ def run_campaign(
     from temseg import tune as ttune
 
     cluster = connect(where.address, num_cpus=where.num_cpus)
+    parent = None
     try:
-        ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
-        if datasets is None:
-            datasets = tsweep.synthetic_series(cfg, where.data_dir)
-            strategy.check_datasets(cfg, where, datasets)
-        t0 = time.time()
-        results = strategy.run(cfg, where, cluster, datasets)
-        seconds = time.time() - t0
-    finally:
-        if not where.address:
-            ttune.shutdown_ray()
-    strategy.report(cfg, where, results, seconds)
+        try:
+            ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
+            if datasets is None:
+                datasets = tsweep.synthetic_series(cfg, where.data_dir)
+                strategy.check_datasets(cfg, where, datasets)
+            parent = open_parent(cfg, strategy, where)
+            t0 = time.time()
+            results = strategy.run(cfg, where, cluster, datasets, parent_run_id=parent.run_id)
+            seconds = time.time() - t0
+        finally:
+            if not where.address:
+                ttune.shutdown_ray()
+        metrics, tags = strategy.report(cfg, where, results, seconds)
+        failed = sum(1 for r in results if r.get("error"))
+        parent.finish(
+            where.report_path(strategy.experiment_of(cfg)),
+            metrics={**metrics, "trials": len(results), "failed_trials": failed},
+            tags=tags,
+        )
+    except BaseException as exc:
+        if parent is not None:
+            parent.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     return results
+
+
+# Fields of a sweep config that say where and how it runs, not what it trains: left out of
+# the sweep's identity, so e.g. another --cpus-per-trial continues the same parent run.
+PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "max_failures", "description")
+
+
+def open_parent(cfg: Any, strategy: Strategy, where: Placement) -> Any:
+    """The sweep's MLflow parent run, created or found again (:class:`tracking.SweepRun`)."""
+    from temseg import tracking
+    from temseg.config import to_dict
+
+    experiment = strategy.experiment_of(cfg)
+    config = to_dict(cfg)
+    identity = {k: v for k, v in config.items() if k not in PLACEMENT_FIELDS}
+    identity.update(strategy.identity())
+    key = tracking.sweep_key(strategy.name, experiment, identity)
+    experiment_id = tracking.ensure_experiment(where.tracking_uri, experiment)
+    config.update(strategy.identity())
+    parent = tracking.SweepRun(
+        where.tracking_uri,
+        experiment_id,
+        kind=strategy.name,
+        name=f"{strategy.name} {cfg.profile}",
+        config=config,
+        key=key,
+        tags={"temseg.profile": cfg.profile},
+    )
+    state = "continues" if parent.resumed else "is"
+    print(f"MLflow: the sweep's parent run {state} {parent.run_id} ({strategy.name} {cfg.profile})")
+    return parent

@@ -331,6 +331,7 @@ def open_datasets(paths: list[str]) -> list[Dataset]:
                 float(attrs["pixel_size_nm"]),
                 int(attrs["patch_size"]),
                 float("nan") if attrs.get("contrast") is None else float(attrs["contrast"]),
+                str(attrs.get("content_hash", "")),
             )
         )
     return out
@@ -420,6 +421,7 @@ def build_trials(
     *,
     tracking_uri: str,
     experiment_id: str,
+    parent_run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The grid's trials as Ray carries them: one ``{"train", "meta"}`` dict each."""
     return [
@@ -427,6 +429,7 @@ def build_trials(
             tracking_uri=tracking_uri,
             experiment_id=experiment_id,
             gpus_per_trial=cfg.gpus_per_trial,
+            parent_run_id=parent_run_id,
         )
         for t in plan_trials(cfg, datasets)
     ]
@@ -505,6 +508,12 @@ class GridStrategy:
     def check_space(self, cfg: SweepConfig, patch_size: int) -> None:
         architectures(cfg, patch_size)
 
+    def experiment_of(self, cfg: SweepConfig) -> str:
+        return cfg.experiment_name
+
+    def identity(self) -> dict[str, Any]:
+        return {}
+
     def preflight(self, cfg: SweepConfig, where: Any) -> None:
         pass
 
@@ -512,14 +521,23 @@ class GridStrategy:
         pass
 
     def run(
-        self, cfg: SweepConfig, where: Any, cluster: dict[str, float], datasets: list[Dataset]
+        self,
+        cfg: SweepConfig,
+        where: Any,
+        cluster: dict[str, float],
+        datasets: list[Dataset],
+        parent_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         from temseg import tracking
         from temseg import tune as ttune
 
         experiment_id = tracking.ensure_experiment(where.tracking_uri, cfg.experiment_name)
         trials = build_trials(
-            cfg, datasets, tracking_uri=where.tracking_uri, experiment_id=experiment_id
+            cfg,
+            datasets,
+            tracking_uri=where.tracking_uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
         )
         print(
             f"sweep: {len(trials)} trials ({cfg.profile} profile) on {where.where} with "
@@ -539,7 +557,7 @@ class GridStrategy:
 
     def report(
         self, cfg: SweepConfig, where: Any, results: list[dict[str, Any]], seconds: float
-    ) -> None:
+    ) -> tuple[dict[str, float], dict[str, str]]:
         from temseg import tracking
 
         _print_summary(results, seconds)
@@ -554,6 +572,7 @@ class GridStrategy:
             f"Ray results: {os.path.join(where.storage_path, name)}",
             flush=True,
         )
+        return tracking.grid_summary_for_parent(out_dir)
 
 
 def run_grid(

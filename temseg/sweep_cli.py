@@ -80,7 +80,8 @@ def common_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--profile",
         default="demo",
-        help="smoke, demo (default), validation or paper (sweeps/<name>.yaml); flags override it",
+        help="smoke, demo (default), validation, bench (the recorded benchmark table of "
+        "docs/bench/) or paper (sweeps/<name>.yaml); flags override it",
     )
     g.add_argument(
         "--data",

@@ -14,6 +14,7 @@ working directory of each trial, so nothing here may be relative).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -25,7 +26,14 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from temseg.trial import TAG_ERROR, TAG_TRIAL_KEY, run_name, trial_key  # noqa: F401
+from temseg.trial import (  # noqa: F401
+    TAG_ERROR,
+    TAG_PARENT,
+    TAG_SWEEP_KEY,
+    TAG_TRIAL_KEY,
+    run_name,
+    trial_key,
+)
 
 EPOCH_METRICS = (
     "train_loss",
@@ -131,6 +139,8 @@ class TrialRun:
         name: str,
         params: dict[str, Any],
         tags: dict[str, str],
+        parent_run_id: str | None = None,
+        dataset_input: dict[str, Any] | None = None,
     ) -> None:
         self.client = MlflowClient(uri)
         existing = find_runs(uri, experiment_id, key)
@@ -142,17 +152,26 @@ class TrialRun:
             self.tags = dict(run.data.tags)
             if not self.finished:
                 self.client.update_run(self.run_id, status="RUNNING")
+            # a run made before parents and dataset inputs existed gets them now; a trial the
+            # current sweep shares with an earlier one becomes the current sweep's child
+            if parent_run_id and self.tags.get(TAG_PARENT) != parent_run_id:
+                self.set_tags({TAG_PARENT: parent_run_id})
+            if dataset_input and not (run.inputs and run.inputs.dataset_inputs):
+                log_dataset_input(self.client, self.run_id, dataset_input)
         else:
-            run = self.client.create_run(
-                experiment_id, run_name=name, tags={TAG_TRIAL_KEY: key, **tags}
-            )
+            first = {TAG_TRIAL_KEY: key, **tags}
+            if parent_run_id:
+                first[TAG_PARENT] = parent_run_id
+            run = self.client.create_run(experiment_id, run_name=name, tags=first)
             self.run_id = run.info.run_id
             self.finished = False
             self.final = {}
-            self.tags = {TAG_TRIAL_KEY: key, **tags}
+            self.tags = first
             self.client.log_batch(
                 self.run_id, params=[Param(k, _param(v)) for k, v in params.items()]
             )
+            if dataset_input:
+                log_dataset_input(self.client, self.run_id, dataset_input)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> TrialRun:
@@ -164,6 +183,8 @@ class TrialRun:
             meta["run_name"],
             params=meta["params"],
             tags=meta["tags"],
+            parent_run_id=meta.get("parent_run_id"),
+            dataset_input=meta.get("dataset_input"),
         )
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -198,6 +219,23 @@ class TrialRun:
     def fail(self, message: str) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(TAG_ERROR, message[:4000])])
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+
+
+def log_dataset_input(client: Any, run_id: str, ds: dict[str, Any]) -> None:
+    """Log a patch store as the run's MLflow dataset input (context ``training``): its name,
+    digest, path and profile (:meth:`temseg.trial.Dataset.mlflow_input`)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(
+        name=ds["name"],
+        digest=ds["digest"] or "unknown",
+        source_type="local",
+        source=json.dumps({"uri": ds["source"]}),
+        profile=json.dumps(ds["profile"]),
+    )
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
+    )
 
 
 def _param(value: Any) -> str:
@@ -341,3 +379,126 @@ def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:
             )
     except Exception as exc:
         print(f"registry: not updated ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep's parent run: one per sweep or search, every trial run its child.
+
+TAG_KIND = "temseg.kind"  # "grid" or "search" on a parent run
+TAG_NOTE = "mlflow.note.content"  # the run's description in MLflow's UI
+
+
+def sweep_key(kind: str, experiment: str, config: dict[str, Any]) -> str:
+    """Id of a sweep: its kind, experiment and resolved config (what it trains, not where)."""
+    text = json.dumps({"kind": kind, "experiment": experiment, "config": config}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
+
+
+class SweepRun:
+    """The MLflow parent run of one sweep (grid) or search.
+
+    Found again by ``temseg.sweep_key`` (a hash of the kind, the experiment and the resolved
+    config), so ``--resume`` and a re-run of a finished sweep continue the same parent instead
+    of opening a second. Holds the resolved profile (params and ``profile.yaml``), and, when
+    the sweep ends, its report files (``report/``), summary metrics and the recommendation
+    (tags, and the run's description in the UI).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        *,
+        kind: str,
+        name: str,
+        config: dict[str, Any],
+        key: str,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        import yaml
+
+        self.client = MlflowClient(uri)
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{TAG_SWEEP_KEY}` = '{key}'", max_results=1
+        )
+        if found:
+            self.run_id, self.resumed = found[0].info.run_id, True
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        self.resumed = False
+        run = self.client.create_run(
+            experiment_id,
+            run_name=name,
+            tags={TAG_SWEEP_KEY: key, TAG_KIND: kind, **(tags or {})},
+        )
+        self.run_id = run.info.run_id
+        params = [Param(k, _param(v)[:6000]) for k, v in _flat("", config).items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        text = yaml.safe_dump(config, sort_keys=False)
+        self.client.log_text(self.run_id, text, "profile.yaml")
+
+    def finish(
+        self,
+        report_dir: Path | None,
+        *,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Attach the report and the summary, then mark the parent FINISHED."""
+        if report_dir is not None and Path(report_dir).is_dir():
+            self.client.log_artifacts(self.run_id, str(report_dir), "report")
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if v == v]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def end(self, status: str) -> None:
+        """Close the parent without a report: ``KILLED`` (interrupted) or ``FAILED``."""
+        self.client.set_terminated(self.run_id, status)
+
+
+def grid_summary_for_parent(report_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """Metrics and tags of a grid's parent run from its report's ``recommendation.csv`` and
+    ``summary.csv``: per dataset the best seed-mean test dice, the plateau dice, the
+    recommended (cheapest) and smallest-RF networks; the sentences become the description."""
+    import pandas as pd
+
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    summary_csv = Path(report_dir) / "summary.csv"
+    if summary_csv.is_file():
+        summary = pd.read_csv(summary_csv)
+        for ds, rows in summary.groupby("dataset"):
+            metrics[f"{ds}/best_test_dice"] = float(rows["test_hard_dice_mean"].max())
+    rec_csv = Path(report_dir) / "recommendation.csv"
+    if rec_csv.is_file():
+        sentences = []
+        for r in pd.read_csv(rec_csv).to_dict("records"):
+            ds = r["dataset"]
+            metrics[f"{ds}/plateau_dice"] = float(r["plateau_dice"])
+            for which in ("cheapest", "smallest_rf"):
+                if isinstance(r.get(f"{which}_network"), str):
+                    metrics[f"{ds}/{which}_rf_px"] = float(r[f"{which}_rf_px"])
+                    tags[f"temseg.{which}.{ds}"] = (
+                        f"{r[f'{which}_network']} RF {int(r[f'{which}_rf_px'])} px, dice "
+                        f"{r[f'{which}_dice_mean']:.3f} +- {r[f'{which}_dice_std']:.3f}"
+                    )
+            tags[f"temseg.status.{ds}"] = str(r["status"])
+            if isinstance(r.get("sentence"), str):
+                sentences.append(r["sentence"])
+        if sentences:
+            tags[TAG_NOTE] = "\n\n".join(sentences)
+    return metrics, tags

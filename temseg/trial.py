@@ -43,9 +43,28 @@ def trial_key(train_config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_name(dataset: str, arch_name: str, seed: int) -> str:
-    """E.g. ``hr-2.2nm-c0.060-s0/N2-p8.8-d1.1.1-s752``."""
-    return f"{dataset}/{arch_name}-s{seed}"
+TAG_DATASET = "temseg.dataset"
+TAG_ARCH = "temseg.architecture"  # e.g. N2-p4.4-d1.1.1
+TAG_PARENT = "mlflow.parentRunId"  # MLflow's own: the sweep's parent run (temseg.tracking)
+TAG_SWEEP_KEY = "temseg.sweep_key"  # on a parent run only: same sweep config, same parent
+
+
+def run_name(dataset: str, arch: Architecture, seed: int, contrast: float = float("nan")) -> str:
+    """A name that reads in MLflow's run table, e.g. ``c0.060 N2 p4-4 s752``.
+
+    The contrast stands for the dataset when the store has one (a synthetic series), else the
+    dataset's name does; dilations appear only when they are not all 1. The trial key, not
+    the name, identifies a run (tag ``temseg.trial_key``); the dataset and the architecture's
+    full name are tags too.
+
+    >>> run_name("hr-2.2nm-c0.060-s0", Architecture(2, (4, 4)), 752, 0.06)
+    'c0.060 N2 p4-4 s752'
+    >>> run_name("discs", Architecture(2, (2, 2), (1, 2, 2)), 140)
+    'discs N2 p2-2 d1-2-2 s140'
+    """
+    where = f"c{contrast:.3f}" if contrast == contrast else dataset
+    dil = "" if set(arch.dilations) == {1} else f" d{format_seq(arch.dilations)}"
+    return f"{where} N{arch.num_blocks} p{format_seq(arch.pools)}{dil} s{seed}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,24 @@ class Dataset:
     pixel_size_nm: float
     patch_size: int
     contrast: float
+    digest: str = ""  # the store's content hash (temseg.data.store), "" when not yet made
+
+    def mlflow_input(self) -> dict[str, Any]:
+        """The store as an MLflow dataset input (:meth:`temseg.tracking.TrialRun`): name,
+        digest (MLflow keeps at most 36 characters: the first 32 hex digits of the content
+        hash; the whole hash is in the profile), source (its path) and its imaging profile."""
+        profile = {
+            "pixel_size_nm": self.pixel_size_nm,
+            "patch_size": self.patch_size,
+            "contrast": None if self.contrast != self.contrast else self.contrast,
+            "content_hash": self.digest,
+        }
+        return {
+            "name": self.name,
+            "digest": self.digest[:32],
+            "source": self.path,
+            "profile": profile,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,7 +113,8 @@ class Trial:
 
     @property
     def run_name(self) -> str:
-        return run_name(self.dataset.name, self.architecture.name, self.train.seed)
+        ds = self.dataset
+        return run_name(ds.name, self.architecture, self.train.seed, ds.contrast)
 
     def key(self, experiment_id: str) -> str:
         """The trial key within MLflow experiment ``experiment_id`` (and the study, if any)."""
@@ -110,15 +148,27 @@ class Trial:
             "rf_exact_max_px": hi,
             "n_params": arch.n_params,
         }
-        tags = {TAG_SEARCH: self.search, TAG_STRATEGY: arch.strategy, TAG_PROFILE: self.profile}
+        tags = {
+            TAG_SEARCH: self.search,
+            TAG_STRATEGY: arch.strategy,
+            TAG_PROFILE: self.profile,
+            TAG_DATASET: ds.name,
+            TAG_ARCH: arch.name,
+        }
         if self.study is not None:
             tags[TAG_STUDY] = self.study
         return params, tags
 
     def to_ray(
-        self, *, tracking_uri: str, experiment_id: str, gpus_per_trial: float = 0.0
+        self,
+        *,
+        tracking_uri: str,
+        experiment_id: str,
+        gpus_per_trial: float = 0.0,
+        parent_run_id: str | None = None,
     ) -> dict[str, Any]:
-        """The plain ``{"train", "meta"}`` dict Ray Tune carries to the trainable."""
+        """The plain ``{"train", "meta"}`` dict Ray Tune carries to the trainable
+        (``parent_run_id``: the sweep's MLflow parent run, whose child this trial's run is)."""
         params, tags = self.mlflow()
         return {
             "train": to_dict(self.train),
@@ -130,5 +180,7 @@ class Trial:
                 "gpus_per_trial": gpus_per_trial,
                 "params": params,
                 "tags": tags,
+                "parent_run_id": parent_run_id,
+                "dataset_input": self.dataset.mlflow_input(),
             },
         }

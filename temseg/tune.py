@@ -11,11 +11,14 @@ every Ray call here keeps that churn in one file. Written against Ray 2.60.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
         if address:
             ray.init(address=address, **common)
         else:
+            stale = owned_processes(dead_owners=True)
+            if stale:
+                print(
+                    f"ray: stopping {len(stale)} process(es) left by an earlier temseg run "
+                    "that was killed",
+                    flush=True,
+                )
+                _terminate(stale)
+            # every process the local runtime starts inherits this mark (see shutdown_ray)
+            os.environ[OWNER_ENV] = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
             ray.init(
                 num_cpus=num_cpus or os.cpu_count() or 1,
                 _node_ip_address=LOOPBACK_NODE_IP,
@@ -61,9 +74,81 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
     return dict(ray.cluster_resources())
 
 
+# The local Ray runtime's processes (GCS, raylet, dashboard and runtime-env agents, workers)
+# all inherit this environment variable from the driver that started them, so the driver can
+# find every one of them in /proc, whatever Ray's own shutdown leaves behind: after a killed
+# driver two agents were once seen alive a minute later, ignoring SIGTERM.
+OWNER_ENV = "TEMSEG_RAY_OWNER"
+
+
+def owned_processes(mark: str | None = None, *, dead_owners: bool = False) -> list[int]:
+    """Pids of processes carrying ``OWNER_ENV``: equal to ``mark``, or (``dead_owners``) one
+    whose driver pid is gone. Linux /proc only (elsewhere: none); other users' are skipped."""
+    if not os.path.isdir("/proc"):
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        prefix = OWNER_ENV.encode() + b"="
+        value = next((e[len(prefix) :].decode() for e in env if e.startswith(prefix)), None)
+        if value is None:
+            continue
+        if mark is not None and value == mark:
+            out.append(int(entry))
+        elif dead_owners and not _alive(int(value.split(":")[0])):
+            out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(pids: list[int], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is still alive after ``grace`` seconds."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.time() + grace
+        while time.time() < deadline and any(_alive(p) and not _zombie(p) for p in pids):
+            time.sleep(0.1)
+        pids = [p for p in pids if _alive(p) and not _zombie(p)]
+        if not pids:
+            return
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def shutdown_ray() -> None:
+    """Stop Ray; for a local runtime, also every process it started that is still alive."""
     if ray.is_initialized():
         ray.shutdown()
+    mark = os.environ.pop(OWNER_ENV, None)
+    if mark:
+        left = owned_processes(mark)
+        if left:
+            _terminate(left)
 
 
 def check_resources(
@@ -178,14 +263,155 @@ def _metrics(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Progress(tune.Callback):
-    """One line per finished or failed trial."""
+def _duration(seconds: float) -> str:
+    """``95`` -> ``1m35s``; ``4000`` -> ``1h06m``."""
+    s = int(round(seconds))
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
-    def __init__(self, total: int, stream=sys.stdout) -> None:
+
+class Progress:
+    """Where a sweep stands: trials done/running/failed, epochs done of the total, time left.
+
+    Fed by Ray Tune's callbacks (:class:`_Progress`, :class:`_SearchProgress`); pure, so
+    tests drive it directly. The time left is the epochs still to train over the epoch rate
+    measured in this run (epochs a resumed or reused trial had already trained count as done
+    but not in the rate). On a terminal the status is one line rewritten in place; elsewhere
+    (CI logs, files) it is a plain line at most every ``every`` seconds.
+    """
+
+    def __init__(
+        self,
+        trials: int,
+        epochs: int,
+        *,
+        stream=sys.stdout,
+        live: bool | None = None,
+        every: float = 60.0,
+        label: str = "sweep",
+        upper_bound: bool = False,
+    ) -> None:
+        self.trials, self.epochs_per_trial, self.stream = trials, epochs, stream
+        self.live = bool(getattr(stream, "isatty", lambda: False)()) if live is None else live
+        self.every, self.label, self.upper_bound = every, label, upper_bound
+        self.t0 = time.time()
+        self.last_plain = self.t0
+        self.last_draw = 0.0
+        self.epoch_of: dict[str, int] = {}  # trial id -> last epoch seen
+        self.running: set[str] = set()
+        self.done = self.failed = self.stopped = 0
+        self.trained = 0  # epochs trained in this run (the rate's numerator)
+        self.drawn = False
+        self.timed = False
+        self.stopped_ids: set[str] = set()
+
+    @property
+    def epochs_total(self) -> int:
+        return self.trials * self.epochs_per_trial
+
+    @property
+    def epochs_done(self) -> int:
+        return sum(self.epoch_of.values())
+
+    def start(self, trial_id: str) -> None:
+        self.running.add(trial_id)
+        self.draw()
+
+    def result(self, trial_id: str, epoch: int, *, reused: bool = False) -> None:
+        before = self.epoch_of.get(trial_id)
+        if not reused:
+            # a trial's first result after a resume is the first epoch it trains now
+            self.trained += 1 if before is None else max(0, epoch - before)
+        self.epoch_of[trial_id] = max(epoch, before or 0)
+        self.running.add(trial_id)
+        self.draw()
+
+    def sync(self, trials) -> None:
+        """Counts from Ray's own trial list (so a restored sweep counts where it was)."""
+        self.done = sum(t.status == "TERMINATED" for t in trials)
+        self.failed = sum(t.status == "ERROR" for t in trials)
+        self.running = {t.trial_id for t in trials if t.status == "RUNNING"}
+        for t in trials:
+            epoch = int((t.last_result or {}).get("epoch", 0))
+            if t.status in ("TERMINATED", "ERROR") and t.trial_id not in self.stopped_ids:
+                epoch = self.epochs_per_trial  # ended: nothing left to train
+            if epoch:
+                self.epoch_of[t.trial_id] = max(epoch, self.epoch_of.get(t.trial_id, 0))
+
+    def end(self, trial_id: str, status: str, epochs: int | None = None) -> None:
+        """``status``: done, failed or stopped (a stopped trial's remaining epochs are
+        dropped from the total, as the search or ASHA decided not to train them)."""
+        self.running.discard(trial_id)
+        if status == "failed":
+            self.failed += 1
+        elif status == "stopped":
+            self.stopped += 1
+            self.stopped_ids.add(trial_id)
+            self.done += 1
+        else:
+            self.done += 1
+        if epochs is not None and status != "stopped":
+            self.epoch_of[trial_id] = epochs
+
+    def left_seconds(self) -> float | None:
+        elapsed = time.time() - self.t0
+        if self.trained == 0 or elapsed <= 0:
+            return None
+        remaining = self.epochs_total - self.epochs_done - self._stopped_epochs()
+        return max(0, remaining) * elapsed / self.trained
+
+    def _stopped_epochs(self) -> int:
+        """Epochs that stopped trials (ASHA) will never train."""
+        return sum(self.epochs_per_trial - self.epoch_of.get(t, 0) for t in self.stopped_ids)
+
+    def status(self) -> str:
+        ended = self.done + self.failed
+        left = self.left_seconds()
+        eta = "time left: after the first epoch" if left is None else f"~{_duration(left)} left"
+        if left is not None and self.upper_bound:
+            eta = f"at most {eta}"
+        total = f"{'<= ' if self.upper_bound else ''}{self.epochs_total}"
+        return (
+            f"{self.label}: {ended}/{self.trials} trials done ({self.failed} failed), "
+            f"{len(self.running)} running; epochs {self.epochs_done}/{total}; "
+            f"{_duration(time.time() - self.t0)} elapsed, {eta}"
+        )
+
+    def draw(self, *, force: bool = False) -> None:
+        now = time.time()
+        if self.live:
+            if force or now - self.last_draw >= 0.5:
+                self.stream.write("\r\x1b[K" + self.status())
+                self.stream.flush()
+                self.last_draw, self.drawn = now, True
+        elif force or now - self.last_plain >= self.every or (self.trained and not self.timed):
+            print(self.status(), file=self.stream, flush=True)
+            self.last_plain = now
+        self.timed = self.timed or bool(self.trained)  # the first estimate is shown at once
+
+    def line(self, text: str) -> None:
+        """A permanent line (a finished trial), above the live status."""
+        if self.live and self.drawn:
+            self.stream.write("\r\x1b[K")
+        print(text, file=self.stream, flush=True)
+        if self.live:
+            self.draw(force=True)
+
+    def close(self) -> None:
+        if self.live and self.drawn:
+            self.stream.write("\r\x1b[K" + self.status() + "\n")
+            self.stream.flush()
+
+
+class _Progress(tune.Callback):
+    """A grid's progress: a line per finished or failed trial, and :class:`Progress`."""
+
+    def __init__(self, total: int, epochs: int = 1, stream=sys.stdout) -> None:
         self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
+        self.progress = Progress(total, epochs, stream=stream)
 
     def _line(self, trial, status: str) -> None:
-        self.done += 1
         meta = trial.config["trial"]["meta"]
         r = trial.last_result or {}
         dice = r.get("test_hard_dice")
@@ -194,22 +420,54 @@ class _Progress(tune.Callback):
             if dice is not None
             else f"error: {str(trial.error_file or '')[-60:]}"
         )
-        print(
-            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:48s} RF {meta['params']['rf_px']:>3} px"
-            f"  {extra}  ({time.time() - self.t0:.0f} s)",
-            file=self.stream,
-            flush=True,
+        self.progress.line(
+            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:32s} RF "
+            f"{meta['params']['rf_px']:>3} px  {extra}  ({time.time() - self.t0:.0f} s)"
         )
 
+    def setup(self, **info):
+        # also on a restored sweep, whose callbacks come back from its snapshot: time anew
+        self.t0 = time.time()
+        self.progress = Progress(self.total, self.progress.epochs_per_trial, stream=self.stream)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.sync(trials)
+        self.progress.start(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" in result:
+            self.progress.result(
+                trial.trial_id, int(result["epoch"]), reused=bool(result.get("skipped"))
+            )
+
+    def on_step(self, iteration, trials, **info):
+        self.progress.draw()  # the elapsed time moves on a terminal; throttled
+
+    def _ended(self, trials, trial, status: str) -> None:
+        p = self.progress
+        p.sync([t for t in trials if t.trial_id != trial.trial_id])  # Ray may not mark it yet
+        p.end(trial.trial_id, status, p.epochs_per_trial)
+        self.done = p.done + p.failed
+
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trials, trial, "done")
         self._line(trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trials, trial, "failed")
         self._line(trial, "FAILED")
+
+    def on_experiment_end(self, trials, **info):
+        self.progress.close()
+
+
+def trial_dirname(run_name: str) -> str:
+    """A trial's folder name from its run name: ``c0.090 N2 p4-4 s752`` -> ``c0.090_N2_p4-4_s752``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)[:120]
 
 
 def _dirname(trial) -> str:
-    return trial.config["trial"]["meta"]["run_name"].replace("/", "__")[:120] + f"_{trial.trial_id}"
+    return trial_dirname(trial.config["trial"]["meta"]["run_name"]) + f"_{trial.trial_id}"
 
 
 def run_trials(
@@ -232,7 +490,7 @@ def run_trials(
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
     runnable = _runnable(storage_path, resources)
     path = os.path.join(storage_path, name)
-    progress = _Progress(len(trials))
+    progress = _Progress(len(trials), int(trials[0]["train"]["epochs"]) if trials else 1)
     run_config = tune.RunConfig(
         name=name,
         storage_path=storage_path,
@@ -245,7 +503,6 @@ def run_trials(
             path, trainable=runnable, resume_unfinished=True, resume_errored=True
         )
         finished = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
-        progress.done = finished
         print(
             f"resuming sweep {path}: {finished}/{len(trials)} trials already finished", flush=True
         )
@@ -359,9 +616,33 @@ class ArchitectureSearcher(OptunaSearch):
 class _SearchProgress(tune.Callback):
     """One line per trained, stopped or failed search trial; closes stopped trials' runs."""
 
-    def __init__(self, total: int, on_stopped=None, stream=sys.stdout) -> None:
+    def __init__(self, total: int, on_stopped=None, stream=sys.stdout, epochs: int = 1) -> None:
         self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
         self.on_stopped = on_stopped
+        self.epochs = epochs
+        self.setup()
+
+    def setup(self, **info):
+        # also on a restored search, whose callbacks come back from its snapshot: time anew
+        self.t0 = time.time()
+        self.progress = Progress(
+            self.total, self.epochs, stream=self.stream, label="search", upper_bound=True
+        )
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.progress.start(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" in result:
+            self.progress.result(
+                trial.trial_id, int(result["epoch"]), reused=bool(result.get("skipped"))
+            )
+
+    def on_step(self, iteration, trials, **info):
+        self.progress.draw()
+
+    def on_experiment_end(self, trials, **info):
+        self.progress.close()
 
     def _line(self, trial, trials, status: str) -> None:
         # counted from Ray's trial list, so a restored search goes on counting where it was
@@ -375,20 +656,20 @@ class _SearchProgress(tune.Callback):
             if dice is not None
             else f"error: {str(trial.error_file or '')[-60:]}"
         )
-        print(
-            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:44s} "
-            f"RF {meta['params']['rf_px']:>3} px  {extra}  ({time.time() - self.t0:.0f} s)",
-            file=self.stream,
-            flush=True,
+        self.progress.line(
+            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:32s} "
+            f"RF {meta['params']['rf_px']:>3} px  {extra}  ({time.time() - self.t0:.0f} s)"
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         r = trial.last_result or {}
         if "test_hard_dice" in r:
+            self.progress.end(trial.trial_id, "done", self.epochs)
             self._line(trial, trials, "reused" if r.get("skipped") else "done")
             return
         if "epoch" not in r:  # never started (the search ended first): no run to close
             return
+        self.progress.end(trial.trial_id, "stopped")
         self._line(trial, trials, "stopped")
         if self.on_stopped is not None:
             try:
@@ -397,12 +678,12 @@ class _SearchProgress(tune.Callback):
                 print(f"  (could not close its MLflow run: {exc})", file=self.stream, flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress.end(trial.trial_id, "failed", self.epochs)
         self._line(trial, trials, "FAILED")
 
 
 def _search_dirname(trial) -> str:
-    name = trial.config["trial"]["meta"]["run_name"]
-    return name.replace("/", "__")[:120] + f"_{trial.trial_id}"
+    return trial_dirname(trial.config["trial"]["meta"]["run_name"]) + f"_{trial.trial_id}"
 
 
 def run_search(
@@ -481,7 +762,7 @@ def run_search(
                 name=name,
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[_SearchProgress(trials, on_stopped)],
+                callbacks=[_SearchProgress(trials, on_stopped, epochs=max_epochs)],
                 verbose=0,
             ),
         )

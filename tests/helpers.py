@@ -48,4 +48,14 @@ def experiment_runs(uri: str, experiment: str):
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id])
+    return client, [r for r in runs if "temseg.sweep_key" not in r.data.tags]  # no parent
+
+
+def parent_runs(uri: str, experiment: str):
+    """The sweep parent runs of ``experiment`` (temseg.tracking.SweepRun)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], filter_string="tags.`temseg.sweep_key` != ''")

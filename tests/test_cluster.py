@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import tiny_store
+from tests.helpers import parent_runs, tiny_store
 
 pytestmark = [
     pytest.mark.cluster,
@@ -54,7 +54,7 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` CLI of this int
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
-P22, P44 = "discs128/N2-p2.2-d1.1.1-s752", "discs128/N2-p4.4-d1.1.1-s752"  # the smoke grid
+P22, P44 = "c1.500 N2 p2-2 s752", "c1.500 N2 p4-4 s752"  # the smoke grid (store contrast 1.5)
 
 
 # ---------------------------------------------------------------- processes, by PID via /proc
@@ -295,7 +295,8 @@ def runs_by_name(uri, experiment):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id]) if exp else []
-    return client, {r.info.run_name: r for r in runs}
+    # trial runs only: the sweep's parent run is checked by assert_one_parent
+    return client, {r.info.run_name: r for r in runs if "temseg.sweep_key" not in r.data.tags}
 
 
 def assert_finished(client, run, epochs):
@@ -311,7 +312,9 @@ def assert_finished(client, run, epochs):
 
 def ray_epochs(tmp_path, run_name):
     """The epochs Ray Tune recorded for a trial, in order, over all its tries."""
-    name = run_name.replace("/", "__")
+    from temseg.tune import trial_dirname
+
+    name = trial_dirname(run_name)
     (trial_dir,) = (tmp_path / "ray").glob(f"*/{name}_*")
     lines = (trial_dir / "result.json").read_text().splitlines()
     return [json.loads(line)["epoch"] for line in lines if line.strip()], trial_dir
@@ -440,6 +443,10 @@ def test_killed_driver_resumes_with_exactly_one_run_per_trial(cluster, slow_stor
     assert "resuming sweep" in out.stdout and "3 trials ok, 0 failed" in out.stdout
     client, runs = runs_by_name(cluster.mlflow, "c-resume")
     assert len(runs) == 3  # exactly one MLflow run per trial
+    # the resumed sweep continued the killed one's parent run: one parent holds every trial
+    (parent,) = parent_runs(cluster.mlflow, "c-resume")
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
     assert len({r.data.tags["temseg.trial_key"] for r in runs.values()}) == 3
     for run in runs.values():
         assert_finished(client, run, epochs=EPOCHS)  # each epoch logged once, none twice

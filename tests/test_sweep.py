@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import experiment_runs, tiny_store
+from tests.helpers import experiment_runs, parent_runs, tiny_store
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = [sys.executable, str(REPO / "sweeps" / "grid.py")]
@@ -50,8 +51,68 @@ def grid(*args, env=None, timeout=300):
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, MARK: "grid", **(env or {})},
     )
+
+
+# Every process a sweep starts (the driver, its Ray runtime's daemons and workers) inherits
+# the driver's environment, so a mark in it finds them all in /proc, however they detach.
+MARK = "TEMSEG_TEST_SWEEP_MARK"
+
+
+def marked(value="grid"):
+    """Pids of live processes carrying MARK=value (zombies, already dead, are not counted)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"{MARK}={value}".encode() in env and state != "Z":
+            out.append(int(entry))
+    return out
+
+
+def assert_no_process_left(value="grid"):
+    deadline = time.time() + 10  # what the driver terminated may take a moment to go
+    while marked(value) and time.time() < deadline:
+        time.sleep(0.2)
+    left = marked(value)
+    names = [
+        Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left if Path(f"/proc/{p}").exists()
+    ]
+    assert not left, f"processes of the sweep still alive: {names}"
+
+
+def assert_parent(uri, store, experiment="t"):
+    """Exactly one parent run holds every trial run as a child; each trial run has its store
+    as a dataset input whose digest is the store's content hash; the parent holds the
+    resolved profile and the report."""
+    from mlflow.tracking import MlflowClient
+
+    from temseg.data.store import read_attrs
+
+    client, runs = runs_of(uri, experiment)
+    (parent,) = parent_runs(uri, experiment)
+    assert parent.info.status == "FINISHED" and parent.data.tags["temseg.kind"] == "grid"
+    assert parent.info.run_name == "grid smoke"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    content_hash = read_attrs(store)["content_hash"]
+    for r in runs:
+        (inp,) = r.inputs.dataset_inputs
+        assert inp.dataset.name == "discs128" and inp.dataset.digest == content_hash[:32]
+        assert json.loads(inp.dataset.profile)["content_hash"] == content_hash
+        assert [(t.key, t.value) for t in inp.tags] == [("mlflow.data.context", "training")]
+    arts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id)}
+    assert {"profile.yaml", "report"} <= arts
+    report = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/recommendation.csv"} <= report
+    assert parent.data.params["profile"] == "smoke" and parent.data.params["epochs"] == "2"
+    assert parent.data.metrics["trials"] == len(runs)
+    return parent
 
 
 def sweep_args(tmp_path, store, uri, *extra):
@@ -118,9 +179,18 @@ def test_smoke_sweep_into_sqlite(tmp_path, store128):
     out = grid(*sweep_args(tmp_path, store128, uri))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[2/2] done" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
+    assert_no_process_left()  # the local Ray runtime and all it started are gone
     runs = assert_complete(uri, n_runs=2, epochs=2)
     names = sorted(r.info.run_name for r in runs)
-    assert names == ["discs128/N2-p2.2-d1.1.1-s752", "discs128/N2-p4.4-d1.1.1-s752"]
+    assert names == ["c1.500 N2 p2-2 s752", "c1.500 N2 p4-4 s752"]  # the store's contrast 1.5
+    assert {r.data.tags["temseg.architecture"] for r in runs} == {
+        "N2-p2.2-d1.1.1",
+        "N2-p4.4-d1.1.1",
+    }
+    # not a terminal: plain progress lines, the first with the time left
+    first = next(x for x in out.stdout.splitlines() if x.startswith("sweep: 0/2 trials done"))
+    assert "(0 failed)" in first and "epochs 1/4;" in first and first.endswith(" left"), first
+    parent = assert_parent(uri, store128)
     p = next(r for r in runs if r.data.params["pools"] == "4-4").data.params
     assert (p["rf_px"], p["rf_nm"], p["n_params"], p["dilations"]) == (
         "120",
@@ -134,10 +204,11 @@ def test_smoke_sweep_into_sqlite(tmp_path, store128):
 
     exp = MlflowClient(uri).get_experiment(runs[0].info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
-    # running the same sweep again trains nothing and duplicates nothing
+    # running the same sweep again trains nothing and duplicates nothing, parent included
     again = grid(*sweep_args(tmp_path, store128, uri))
     assert again.returncode == 0, again.stderr
     assert_complete(uri, n_runs=2, epochs=2)
+    assert assert_parent(uri, store128).info.run_id == parent.info.run_id
 
 
 def free_port():
@@ -188,10 +259,43 @@ def mlflow_server(tmp_path):
         proc.wait(timeout=30)
 
 
+def rest(uri, endpoint, body):
+    """POST to the MLflow server's REST API; the JSON answer."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/{endpoint}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def test_smoke_sweep_against_an_mlflow_server(tmp_path, store128, mlflow_server):
     out = grid(*sweep_args(tmp_path, store128, mlflow_server))
     assert out.returncode == 0, out.stdout + out.stderr
     assert_complete(mlflow_server, n_runs=2, epochs=2)
+    assert_parent(mlflow_server, store128)
+    # the same structure as any MLflow client sees it, over the server's REST API
+    exp = rest(mlflow_server, "experiments/search", {"filter": "name = 't'", "max_results": 10})
+    (exp,) = exp["experiments"]
+    assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in exp["tags"]
+    runs = rest(
+        mlflow_server, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100}
+    )["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parents = [r for r, t in zip(runs, tags, strict=True) if "temseg.sweep_key" in t]
+    children = [t for t in tags if "temseg.trial_key" in t]
+    assert len(parents) == 1 and len(children) == 2 and len(runs) == 3
+    assert {t["mlflow.parentRunId"] for t in children} == {parents[0]["info"]["run_id"]}
+    digest = __import__("temseg.data.store", fromlist=["x"]).read_attrs(store128)["content_hash"]
+    for r in runs:
+        inputs = r.get("inputs", {}).get("dataset_inputs", [])
+        if r is parents[0]:
+            assert not inputs
+        else:
+            assert [i["dataset"]["digest"] for i in inputs] == [digest[:32]]
 
 
 def test_unreachable_mlflow_server_fails_before_any_trial(tmp_path, store128):
@@ -234,6 +338,38 @@ def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming sweep" in out.stdout
     assert_complete(uri, n_runs=6, epochs=3)
+    assert_parent(uri, store128)  # the resumed sweep continued the killed one's parent
+    assert_no_process_left()  # nor did the killed driver's runtime outlive the resumed one
+
+
+def test_ctrl_c_leaves_no_ray_process_and_marks_the_parent_killed(tmp_path, store128):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = sweep_args(tmp_path, store128, uri, "--epochs", 4, "--num-cpus", 1)
+    proc = subprocess.Popen(
+        [*GRID, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, MARK: "ctrl-c"},
+    )
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("sweep: 0/2 trials done"):  # the first epoch is trained
+                os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+                break
+        rest_of = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(seen) + (rest_of or "")
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and "run the same command to continue" in out
+    assert_no_process_left("ctrl-c")
+    (parent,) = parent_runs(uri, "t")
+    assert parent.info.status == "KILLED"
 
 
 # ------------------------------------------------------------------ planning (no Ray, no runs)

@@ -44,16 +44,31 @@ PARAMS = {
     "seed": 752,
     "val_dihedral": True,
 }
-TAGS = {"temseg.profile": "smoke", "temseg.search": "grid", "temseg.strategy": "pooling"}
+TAGS = {
+    "temseg.profile": "smoke",
+    "temseg.search": "grid",
+    "temseg.strategy": "pooling",
+    # since issue 15: the run name reads in MLflow's table; dataset and network are tags
+    "temseg.dataset": "discs128",
+    "temseg.architecture": "N2-p4.2-d1.1.1",
+}
 
 
 def test_a_known_grid_trial_keeps_its_key_name_params_and_tags():
     (trial,) = build_trials(CFG, [DS], tracking_uri="sqlite:////tmp/x.db", experiment_id="7")
     meta = trial["meta"]
     assert meta["trial_key"] == "2cf69e9a54cf7c61"
-    assert meta["run_name"] == "discs128/N2-p4.2-d1.1.1-s752"
+    # the name changed in issue 15 (it was "discs128/N2-p4.2-d1.1.1-s752"); the key did not
+    assert meta["run_name"] == "c0.100 N2 p4-2 s752"
     assert meta["params"] == PARAMS
     assert meta["tags"] == TAGS
+    assert meta["parent_run_id"] is None
+    assert meta["dataset_input"] == {
+        "name": "discs128",
+        "digest": "",
+        "source": "/data/discs128.zarr",
+        "profile": {"pixel_size_nm": 0.02, "patch_size": 128, "contrast": 0.1, "content_hash": ""},
+    }
     assert trial["train"]["pools"] == [4, 2] and trial["train"]["dilations"] == [1, 1, 1]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from temseg.trial import TAG_ERROR, TAG_SEARCH, TAG_STRATEGY, TAG_TRIAL_KEY
+from temseg.trial import TAG_ERROR, TAG_SEARCH, TAG_STRATEGY, TAG_SWEEP_KEY, TAG_TRIAL_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -210,7 +210,8 @@ def load_runs(
             max_results=1000,
             page_token=token,
         )
-        rows.extend(run_row(r) for r in page)
+        # the sweep's parent run (temseg.tracking.SweepRun) is no trial
+        rows.extend(run_row(r) for r in page if TAG_SWEEP_KEY not in r.data.tags)
         token = page.token
         if not token:
             break

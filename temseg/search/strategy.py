@@ -54,6 +54,7 @@ class TrialFactory:
     tracking_uri: str
     experiment_id: str
     study: str
+    parent_run_id: str | None = None  # the search's MLflow parent run
 
     def __call__(self, arch: Architecture) -> dict[str, Any]:
         from temseg.sweep import make_trial
@@ -70,6 +71,7 @@ class TrialFactory:
             tracking_uri=self.tracking_uri,
             experiment_id=self.experiment_id,
             gpus_per_trial=self.sweep.gpus_per_trial,
+            parent_run_id=self.parent_run_id,
         )
 
 
@@ -139,6 +141,15 @@ class SearchStrategy:
     compare_grid: str | None = None
     studies: list[tuple[Any, int, str]] = dataclasses.field(default_factory=list)
     grids: dict[str, Any] = dataclasses.field(default_factory=dict)
+    name = "search"  # the kind of the search's parent run
+
+    def experiment_of(self, sweep: Any) -> str:
+        return self.experiment
+
+    def identity(self) -> dict[str, Any]:
+        from temseg.config import to_dict
+
+        return {"search": to_dict(self.scfg)}
 
     def max_epochs(self, sweep: Any) -> int:
         return self.scfg.max_epochs or sweep.epochs
@@ -177,7 +188,12 @@ class SearchStrategy:
         self.studies = studies
 
     def run(
-        self, sweep: Any, where: Any, cluster: Mapping[str, float], datasets: Sequence[Any]
+        self,
+        sweep: Any,
+        where: Any,
+        cluster: Mapping[str, float],
+        datasets: Sequence[Any],
+        parent_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         from temseg import tracking
         from temseg import tune as ttune
@@ -191,7 +207,7 @@ class SearchStrategy:
         summaries: list[dict[str, Any]] = []
         for ds, seed, study in self.studies:
             space = space_for(sweep, scfg, ds.patch_size)
-            factory = TrialFactory(protocol, ds, uri, experiment_id, study)
+            factory = TrialFactory(protocol, ds, uri, experiment_id, study, parent_run_id)
             proposer = Proposer(space, scfg.objective, scfg.cost, max_epochs, factory)
             dil = ""
             if space.dilations:
@@ -251,7 +267,9 @@ class SearchStrategy:
             summaries.append(summary)
         return summaries
 
-    def report(self, sweep: Any, where: Any, results: list[dict[str, Any]], seconds: float) -> None:
+    def report(
+        self, sweep: Any, where: Any, results: list[dict[str, Any]], seconds: float
+    ) -> tuple[dict[str, float], dict[str, str]]:
         if self.compare_grid and len(results) > 1:
             print("\n" + seeds_overview(results), flush=True)
         print(
@@ -260,6 +278,32 @@ class SearchStrategy:
             f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000",
             flush=True,
         )
+        return parent_summary(results)
+
+
+def parent_summary(summaries: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
+    """Metrics and tags of the search's parent run: per study the best validation dice and
+    the recommended network; the plain-words answers become the run's description."""
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    for s in summaries:
+        study, best, rec = s["study"], s.get("best"), s.get("recommended")
+        if best:
+            metrics[f"{study}/best_val_dice"] = float(best["best_val_dice"])
+        if rec:
+            metrics[f"{study}/recommended_rf_px"] = float(rec["rf_px"])
+            tags[f"temseg.recommended.{study}"] = (
+                f"N{rec['num_blocks']} pools {rec['pools']} dilations {rec['dilations']}, RF "
+                f"{rec['rf_px']} px, val dice {rec['best_val_dice']:.3f}"
+            )
+        comparison = s.get("comparison") or {}
+        for k, v in comparison.items():
+            if isinstance(v, (int, float)) and k.startswith("fraction"):
+                metrics[f"{study}/{k}"] = float(v)
+    answers = [s["answer"] for s in summaries if s.get("answer")]
+    if answers:
+        tags["mlflow.note.content"] = "\n\n".join(answers)
+    return metrics, tags
 
 
 def run_optuna_search(
