@@ -252,6 +252,13 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         metavar="EXPERIMENT",
         help="a finished grid experiment in the same MLflow store to measure the saving against",
     )
+    g.add_argument(
+        "--warm-start",
+        metavar="EXPERIMENT",
+        help="an experiment in the same MLflow store whose finished runs on the same dataset "
+        "with the search's training seed (trained for --max-epochs) are told to the sampler as "
+        "completed trials, not retrained; the search proposes new architectures only",
+    )
 
 
 def _parser_kwargs(prog: str, doc: str) -> dict[str, Any]:
@@ -377,6 +384,7 @@ def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | 
             sweep,
             experiment=args.experiment,
             compare_grid=args.compare_grid,
+            warm_start=args.warm_start,
             **_where(args, project_dir),
         )
     except _errors() as exc:
