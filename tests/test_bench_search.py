@@ -281,15 +281,20 @@ def test_grid_replay_costs_exactly_the_grid(hand):
     assert summary["table"]["trial_epochs"] == 18 and summary["table"]["seconds"] == 29.25
 
 
-def test_a_miss_counts_its_whole_compute(hand):
-    settings = Settings(grace=1, reduction_factor=3, n_startup_trials=4, tolerance=0.0)
-    s = replay(hand, "grid", 0, settings)  # seed 1's best final test is 0.75 < 0.75 - 0 ? no:
-    # B s1 has final test 0.75 >= 0.75: a hit at tolerance 0 too
-    assert s.hit and s.hit_epochs == 6
-    miss = replay(hand, "grid", 1, Settings(1, 3, 4, tolerance=-0.02))  # target 0.77: never
-    assert not miss.hit and miss.trial_epochs == 9
-    summary = bench(hand, [1], strategies=["grid"], tolerance=0.0)
-    assert summary["strategies"][0]["hit_rate"] == 1.0
+def test_a_miss_counts_its_whole_compute(tmp_path):
+    # A has the best validation dice but the worse test dice: once trained first, it stays the
+    # incumbent and the grid's best (B, test 0.7) is never recommended
+    curves = {
+        (A, 1): ([0.8, 0.9], [0.4, 0.5], [1.0, 1.0]),
+        (B, 1): ([0.7, 0.8], [0.6, 0.7], [2.0, 2.0]),
+    }
+    table = load_table(write_table(rows_of(curves), tmp_path / "miss.csv"))
+    assert table.grid_best == (B, 0.7) and table.grid_order() == [A, B]
+    s = replay(table, "grid", 0, Settings.live(table))
+    assert not s.hit and s.incumbent.arch == A and (s.trial_epochs, s.total_seconds) == (4, 6.0)
+    (grid,) = bench(table, [0], strategies=["grid"])["strategies"]
+    assert (grid["median_share"], grid["median_share_seconds"], grid["misses"]) == (1.0, 1.0, 1)
+    assert (grid["hit_rate"], grid["match_rate"], grid["final_within_rate"]) == (0.0, 0.0, 0.0)
 
 
 def test_asha_is_rays_rule():
@@ -522,3 +527,19 @@ def test_compare_grid_counts_as_the_replay_does(hand):
     rows[1] = {**rows[1], "status": "stopped", "epochs": 1, "best_val_dice": 0.99}
     r = incumbent_to_reach(rows, events, mean - 0.01, max_epochs=3)
     assert r["run_id"] == "r2"
+
+
+def test_grid_summary_best_and_seconds_as_the_table_defines_them(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from temseg.search import grid_summary
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("g")
+    # A: the best validation dice, B: the best test dice (the table's grid best)
+    _log_run(client, exp, A, 1, ([0.8, 0.9], [0.4, 0.5], [1.0, 1.0]))
+    _log_run(client, exp, B, 1, ([0.7, 0.8], [0.6, 0.7], [2.0, 2.0]))
+    g = grid_summary(uri, "g", "ds")
+    assert g["best"]["name"] == B.name and g["best"]["test_dice_mean"] == 0.7
+    assert (g["trial_epochs"], g["trial_seconds"], g["seconds_from"]) == (4, 6.0, "epoch_seconds")

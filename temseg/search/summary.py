@@ -459,7 +459,12 @@ def print_summary(summary: Mapping[str, Any]) -> None:
     print(
         f"\n{summary['study']}: {summary['trained']} architectures trained, "
         f"{summary['finished']} to {summary['max_epochs']} epochs, {summary['stopped']} stopped "
-        f"early, {summary['failed']} failed",
+        f"early, {summary['failed']} failed"
+        + (
+            f" ({summary['warm_started']} of them told from --warm-start, not retrained)"
+            if summary.get("warm_started")
+            else ""
+        ),
         flush=True,
     )
     print_rows(sorted(summary["trials"], key=lambda t: (t["num_blocks"], t["rf_px"])), TABLE_COLS)
