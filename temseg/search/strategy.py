@@ -289,6 +289,8 @@ class SearchStrategy:
                 warm_start=warm,
             )
             rows, events = search_trials(uri, experiment, study)
+            own = {r["run_id"] for r in rows}  # warm-started from its own experiment, resumed
+            warm_rows = [r for r in warm_rows if r["run_id"] not in own]
             # the told runs are trials of this search's answer, though not of its compute
             summary = summarize(
                 warm_rows + rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs
