@@ -135,6 +135,10 @@ def test_bench_profile_order_and_patch(bench13):
 
     assert bench13.patch_size == 192  # the profile's patch, found from the table alone
     assert bench13.grid_order() == grid_archs(load_profile("bench", {}), 192)
+    # the replay's space is the live search's on the bench profile
+    from temseg.search import SearchConfig, space_for
+
+    assert space_of(bench13) == space_for(load_profile("bench", {}), SearchConfig(), 192)
     assert len(space_of(bench13).architectures()) == 13
 
 
