@@ -53,9 +53,16 @@ front and the recommendation: the cheapest fully trained architecture within --t
 the best validation dice, in plain words.
 
 --compare-grid EXPERIMENT reads a finished grid (temseg grid) from the same MLflow store and
-reports the compute (trial-epochs, trial-seconds, wall time) the search needed to first come
-within --tolerance of the grid's best mean validation dice, as fractions of the grid's. With
-several --seed values each seed is one search, and the fractions are summarized.
+reports the compute (trial-epochs, trial-seconds, wall time) the search needed until its best
+fully trained network (by validation dice) first had test dice within --tolerance of the
+grid's best architecture's seed-mean test dice, as fractions of the grid's: the accounting of
+scripts/bench_search.py's replays. With several --seed values each seed is one search, and
+the fractions are summarized.
+
+--warm-start EXPERIMENT tells the sampler the finished runs of that experiment (same store,
+same dataset, the search's training seed, trained for --max-epochs) as completed trials, so
+they are not trained again: the search proposes new architectures only, and its answer
+weighs the told runs with its own.
 
 An interrupted search continues with --resume (same flags): the study and its sampler state
 come back, finished trials are kept, unfinished ones restart from their last checkpoint.
@@ -253,6 +260,13 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
         metavar="EXPERIMENT",
         help="a finished grid experiment in the same MLflow store to measure the saving against",
     )
+    g.add_argument(
+        "--warm-start",
+        metavar="EXPERIMENT",
+        help="an experiment in the same MLflow store whose finished runs on the same dataset "
+        "with the search's training seed (trained for --max-epochs) are told to the sampler as "
+        "completed trials, not retrained; the search proposes new architectures only",
+    )
 
 
 def _parser_kwargs(prog: str, doc: str) -> dict[str, Any]:
@@ -378,6 +392,7 @@ def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | 
             sweep,
             experiment=args.experiment,
             compare_grid=args.compare_grid,
+            warm_start=args.warm_start,
             **_where(args, project_dir),
         )
     except _errors() as exc:

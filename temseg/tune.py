@@ -564,7 +564,9 @@ class ArchitectureSearcher(OptunaSearch):
     outcomes) is pickled by ``OptunaSearch.save``, so a restored search goes on where it was.
     """
 
-    def __init__(self, proposer: Any, *, sampler: Any, study_name: str = "temseg") -> None:
+    def __init__(
+        self, proposer: Any, *, sampler: Any, study_name: str = "temseg", warm_start: Any = None
+    ) -> None:
         metrics = [m for m, _ in proposer.objectives]
         modes = [d for _, d in proposer.objectives]
         super().__init__(
@@ -579,6 +581,8 @@ class ArchitectureSearcher(OptunaSearch):
         self._known: dict[Any, Any] = {}  # Architecture -> Outcome
         self._arch: dict[str, Any] = {}  # Ray trial id -> Architecture still training
         self._history: dict[str, list[tuple[int, float]]] = {}
+        if warm_start:  # finished runs told as this search's own (Proposer.warm_start)
+            self._known.update(proposer.warm_start(self._ot_study, warm_start))
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if len(self._known) >= self._proposer.size:
@@ -703,6 +707,7 @@ def run_search(
     grace_period: int = 1,
     reduction_factor: int = 3,
     on_stopped=None,
+    warm_start: Any = None,
 ) -> list[dict[str, Any]]:
     """Run one architecture search: OptunaSearch proposals, ASHA stopping, the grid's trainable.
 
@@ -721,6 +726,9 @@ def run_search(
         ASHA on the ``epoch`` axis, metric ``best_val_hard_dice``, up to ``max_epochs``.
     on_stopped
         ``on_stopped(meta, last_result)`` for each trial ASHA stopped (e.g. close its run).
+    warm_start
+        Architecture -> Outcome of runs trained before, told to the study and never proposed
+        (:meth:`temseg.search.Proposer.warm_start`); ignored when a search is restored.
 
     With ``resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
     study and known outcomes come back, finished trials are kept and unfinished ones restart
@@ -744,7 +752,9 @@ def run_search(
             runnable,
             param_space={},
             tune_config=tune.TuneConfig(
-                search_alg=ArchitectureSearcher(proposer, sampler=sampler, study_name=study_name),
+                search_alg=ArchitectureSearcher(
+                    proposer, sampler=sampler, study_name=study_name, warm_start=warm_start
+                ),
                 scheduler=ASHAScheduler(
                     time_attr="epoch",
                     metric=dice,

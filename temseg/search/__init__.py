@@ -23,7 +23,11 @@ Layout, one module per concern (none imports Ray; MLflow is only read, in ``runs
 - :mod:`temseg.search.proposer`: proposals and outcomes (pure Optuna);
 - :mod:`temseg.search.runs`: a study and a grid read back from MLflow;
 - :mod:`temseg.search.summary`: Pareto front, recommendation, grid comparison, words, files;
-- :mod:`temseg.search.strategy`: the search as a :class:`temseg.campaign.Strategy`.
+- :mod:`temseg.search.strategy`: the search as a :class:`temseg.campaign.Strategy`;
+- :mod:`temseg.search.table`: a recorded benchmark table (every architecture x seed with its
+  per-epoch curves), exported from MLflow;
+- :mod:`temseg.search.replay`: search strategies replayed against such a table, no training
+  (``scripts/bench_search.py``).
 
 Every Ray call is in :func:`temseg.tune.run_search`, every MLflow write in
 :mod:`temseg.tracking`; the FLOP count is :func:`temseg.receptive_field.forward_flops`.
@@ -31,7 +35,7 @@ Every Ray call is in :func:`temseg.tune.run_search`, every MLflow write in
 
 from temseg.receptive_field import forward_flops, train_gflop
 from temseg.search.proposer import Outcome, Proposer, make_sampler, propose_sequence
-from temseg.search.runs import grid_summary, search_trials, study_has_runs
+from temseg.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
 from temseg.search.space import (
     CONSTRAINT,
     COST_METRIC,
@@ -47,11 +51,18 @@ from temseg.search.space import (
     space_for,
     study_name,
 )
-from temseg.search.strategy import SearchStrategy, TrialFactory, plan, run_optuna_search
+from temseg.search.strategy import (
+    SearchStrategy,
+    TrialFactory,
+    plan,
+    run_optuna_search,
+    warm_outcomes,
+)
 from temseg.search.summary import (
     answer_in_words,
     compare_with_grid,
     compute_to_reach,
+    incumbent_to_reach,
     pareto_front,
     recommend,
     seeds_overview,
@@ -78,6 +89,7 @@ __all__ = [
     "cost_of",
     "forward_flops",
     "grid_summary",
+    "incumbent_to_reach",
     "make_sampler",
     "pareto_front",
     "plan",
@@ -92,4 +104,6 @@ __all__ = [
     "study_name",
     "summarize",
     "train_gflop",
+    "warm_outcomes",
+    "warm_start_rows",
 ]

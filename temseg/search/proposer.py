@@ -138,6 +138,32 @@ class Proposer:
                 return trial, arch
         return None
 
+    def warm_start(
+        self, study: Any, outcomes: Mapping[Architecture, Outcome]
+    ) -> dict[Architecture, Outcome]:
+        """Tell ``study`` the outcomes of architectures trained before this search.
+
+        Each is enqueued under its parameters (:meth:`SearchSpace.params`), asked, and told
+        through :meth:`tell`, as if this search had trained it (user attribute ``proposal`` =
+        ``warm-start``); nothing is trained. Architectures the space cannot train are left
+        out. Returns the told ones: the caller's ``known``, so they are never proposed again.
+        """
+        told: dict[Architecture, Outcome] = {}
+        for arch in sorted(outcomes, key=lambda a: (a.num_blocks, a.pools, a.dilations)):
+            if self.space.violation(arch) > 0:
+                continue
+            study.enqueue_trial(self.space.params(arch), skip_if_exists=False)
+            trial = study.ask()
+            got = self.space.sample(trial)
+            if got != arch:  # cannot happen for a feasible architecture; never tell a wrong one
+                raise RuntimeError(f"warm start: enqueued {arch.name}, the space gave {got.name}")
+            trial.set_user_attr("architecture", arch.name)
+            trial.set_user_attr("proposal", "warm-start")
+            trial.set_constraint(CONSTRAINT, 0.0)
+            self.tell(study, trial, arch, outcomes[arch])
+            told[arch] = outcomes[arch]
+        return told
+
     def _worst(self, arch: Architecture) -> list[float]:
         worst = [0.0]
         if self.multi_objective:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,52 +32,94 @@ def search_trials(tracking_uri: str, experiment: str, study: str) -> tuple[list[
     )
     rows, events = [], []
     for run in runs:
-        base = collect.run_row(run)
-        hist = client.get_metric_history(run.info.run_id, "val_hard_dice")
-        steps = {}
-        for h in hist:  # one value per epoch (a retried trial never logs an epoch twice)
-            steps.setdefault(int(h.step), (int(h.timestamp), float(h.value)))
-        for step, (ts, value) in steps.items():
-            events.append((ts, run.info.run_id, step, value))
-        if run.info.status == "FINISHED" and is_finite(base["test_hard_dice"]):
-            status = "finished"
-        elif run.info.status == "KILLED":  # stopped early by ASHA (or by a shutdown)
-            status = "stopped"
-        elif run.info.status == "RUNNING":
-            status = "running"
-        else:
-            status = "failed"
-        last_ts = max((ts for ts, _ in steps.values()), default=run.info.start_time)
-        rows.append(
-            {
-                "run_id": run.info.run_id,
-                "run_name": base["run_name"],
-                "num_blocks": int(base["num_blocks"]),
-                "pools": base["pools"],
-                "dilations": base["dilations"],
-                "rf_px": int(base["rf_px"]),
-                "rf_nm": float(base["rf_nm"]),
-                "pixel_size_nm": float(base["pixel_size_nm"]),
-                "n_params": int(base["n_params"]),
-                "epochs": len(steps),
-                "best_val_dice": max((v for _, v in steps.values()), default=float("nan")),
-                "test_hard_dice": float(base["test_hard_dice"]),
-                "status": status,
-                "start_ms": int(run.info.start_time or 0),
-                "end_ms": int(run.info.end_time or last_ts or 0),
-            }
-        )
+        row, mine = _trial_row(client, run)
+        rows.append(row)
+        events.extend(mine)
     rows.sort(key=lambda r: r["start_ms"])
     events.sort()
     return rows, events
 
 
+def _trial_row(client: Any, run: Any) -> tuple[dict[str, Any], list[tuple]]:
+    """One run as a search trial row (see :func:`search_trials`), and its dice events."""
+    from temseg.analysis import collect
+
+    base = collect.run_row(run)
+    hist = client.get_metric_history(run.info.run_id, "val_hard_dice")
+    steps = {}
+    for h in hist:  # one value per epoch (a retried trial never logs an epoch twice)
+        steps.setdefault(int(h.step), (int(h.timestamp), float(h.value)))
+    events = [(ts, run.info.run_id, step, value) for step, (ts, value) in steps.items()]
+    seconds: dict[int, float] = {}
+    for h in client.get_metric_history(run.info.run_id, "epoch_seconds"):
+        seconds.setdefault(int(h.step), float(h.value))
+    if run.info.status == "FINISHED" and is_finite(base["test_hard_dice"]):
+        status = "finished"
+    elif run.info.status == "KILLED":  # stopped early by ASHA (or by a shutdown)
+        status = "stopped"
+    elif run.info.status == "RUNNING":
+        status = "running"
+    else:
+        status = "failed"
+    last_ts = max((ts for ts, _ in steps.values()), default=run.info.start_time)
+    row = {
+        "run_id": run.info.run_id,
+        "run_name": base["run_name"],
+        "num_blocks": int(base["num_blocks"]),
+        "pools": base["pools"],
+        "dilations": base["dilations"],
+        "rf_px": int(base["rf_px"]),
+        "rf_nm": float(base["rf_nm"]),
+        "pixel_size_nm": float(base["pixel_size_nm"]),
+        "n_params": int(base["n_params"]),
+        "epochs": len(steps),
+        "best_val_dice": max((v for _, v in steps.values()), default=float("nan")),
+        "test_hard_dice": float(base["test_hard_dice"]),
+        "status": status,
+        "start_ms": int(run.info.start_time or 0),
+        "end_ms": int(run.info.end_time or last_ts or 0),
+        # per-epoch training + validation seconds (runs before epoch_seconds: empty)
+        "epoch_seconds": {e: seconds[e] for e in sorted(seconds) if e in steps},
+    }
+    return row, events
+
+
+def warm_start_rows(
+    tracking_uri: str, experiment: str, dataset: str, seed: int
+) -> list[dict[str, Any]]:
+    """The FINISHED runs of ``experiment`` on ``dataset`` with training seed ``seed``.
+
+    Rows as :func:`search_trials` gives them (grid and search runs alike), oldest first;
+    only runs with a final test dice (trained to their last epoch). ``ValueError`` listing the
+    experiments there when ``experiment`` does not exist.
+    """
+    from temseg.analysis import collect
+
+    client = collect.client_for(tracking_uri)
+    exp = collect.get_experiment(client, experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"attributes.status = 'FINISHED' and params.dataset = '{dataset}' "
+            f"and params.seed = '{int(seed)}'"
+        ),
+        max_results=50000,
+    )
+    rows = [_trial_row(client, run)[0] for run in runs]
+    rows = [r for r in rows if r["status"] == "finished"]
+    rows.sort(key=lambda r: (r["start_ms"], r["run_id"]))
+    return rows
+
+
 def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, Any]:
     """The grid's answer and its compute on one dataset, from a finished grid experiment.
 
-    Best = the architecture with the highest mean over seeds of each run's best validation
-    hard dice (max over its per-epoch history). Compute: ``trial_epochs`` (epochs logged by
-    every grid run of the dataset), ``trial_seconds`` (sum of run durations) and
+    Best = the architecture with the highest mean over seeds of its finished runs' final test
+    hard dice (the test dice of each run's best-validation checkpoint), as the replay
+    (:mod:`temseg.search.table`) defines it; ties go to the higher mean best validation dice,
+    then the smaller RF. Compute: ``trial_epochs`` (epochs logged by every grid run of the
+    dataset), ``trial_seconds`` (the sum of every logged epoch's ``epoch_seconds``; for grids
+    logged before those existed, the sum of run durations: ``seconds_from`` says which) and
     ``wall_seconds`` (first start to last end).
     """
     import pandas as pd
@@ -95,7 +138,9 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
             f"grid experiment {experiment!r} has no runs on dataset {dataset!r}; "
             f"its datasets: {datasets}"
         )
-    hist = collect.load_histories(mine, metrics=("val_hard_dice",), client=client)
+    hists = collect.load_histories(mine, metrics=("val_hard_dice", "epoch_seconds"), client=client)
+    hist = hists[hists["metric"] == "val_hard_dice"]
+    secs = hists[hists["metric"] == "epoch_seconds"]
     best_val = hist.groupby("run_id")["value"].max()
     mine = mine.assign(best_val=mine["run_id"].map(best_val))
     ok = collect.finished(mine)
@@ -112,9 +157,16 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
             epochs=("epochs", "max"),
         )
         .reset_index()
-        .sort_values(["val_mean", "rf_px"], ascending=[False, True])
+        .sort_values(["test_mean", "val_mean", "rf_px"], ascending=[False, False, True])
     )
     top = arch.iloc[0]
+    logged = set(zip(hist["run_id"], hist["step"], strict=True))
+    timed = secs[[k in logged for k in zip(secs["run_id"], secs["step"], strict=True)]]
+    timed = timed.drop_duplicates(["run_id", "step"])
+    if len(timed) == len(logged):
+        seconds, seconds_from = math.fsum(timed["value"]), "epoch_seconds"
+    else:
+        seconds, seconds_from = float(mine["duration_s"].fillna(0).sum()), "run durations"
     starts = mine["start_time"].dropna()
     ends = starts + pd.to_timedelta(mine.loc[starts.index, "duration_s"].fillna(0), unit="s")
     wall = (ends.max() - starts.min()).total_seconds() if len(starts) else float("nan")
@@ -139,7 +191,8 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
             "epochs": int(top["epochs"]),
         },
         "trial_epochs": int(len(hist)),
-        "trial_seconds": float(mine["duration_s"].fillna(0).sum()),
+        "trial_seconds": seconds,
+        "seconds_from": seconds_from,
         "wall_seconds": float(wall),
     }
 

@@ -184,6 +184,21 @@ class SearchSpace:
                 dil = parse_seq(chosen)
         return Architecture(int(n), tuple(int(p) for p in pools), tuple(int(d) for d in dil))
 
+    def params(self, arch: Architecture) -> dict[str, Any]:
+        """The Optuna parameters under which :meth:`sample` gives ``arch`` (its inverse).
+
+        >>> SearchSpace((2,), (2, 4), 128).params(Architecture(2, (4, 2)))
+        {'num_blocks': 2, 'pool_0': 4, 'pool_1': 2}
+        """
+        n = arch.num_blocks
+        out: dict[str, Any] = {"num_blocks": n}
+        out.update({f"pool_{i}": int(p) for i, p in enumerate(arch.pools)})
+        if self.dilations:
+            out.update({f"dilation_{i}": int(d) for i, d in enumerate(arch.dilations)})
+        elif len(self._sets(n)) > 1:
+            out[f"dilations_n{n}"] = format_seq(arch.dilations)
+        return out
+
     def violation(self, arch: Architecture) -> float:
         """0 for an architecture the patch can train; > 0 otherwise (how far out it is).
 

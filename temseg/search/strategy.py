@@ -18,12 +18,14 @@ from temseg.receptive_field import (
     Architecture,
     format_seq,
     parameter_count,
+    parse_seq,
     train_gflop,
 )
-from temseg.search.proposer import Proposer, make_sampler
-from temseg.search.runs import grid_summary, search_trials, study_has_runs
+from temseg.search.proposer import Outcome, Proposer, make_sampler
+from temseg.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
 from temseg.search.space import (
     COST_WORDS,
+    DICE,
     SEARCH_METHOD,
     SearchConfig,
     space_for,
@@ -104,6 +106,40 @@ def _mark_stopped(meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
         run.stop()
 
 
+def warm_outcomes(
+    proposer: Proposer, rows: Sequence[Mapping[str, Any]], max_epochs: int
+) -> tuple[dict[Architecture, Outcome], list[dict[str, Any]], dict[str, int]]:
+    """The outcomes a search is warm-started with, from finished runs (:func:`warm_start_rows`).
+
+    A run is used when it was trained for the search's ``max_epochs`` and its architecture is
+    in the search's space; of two runs of one architecture the older one. Its outcome is the
+    one the searcher would have told had it trained the run itself: complete, with the run's
+    best validation dice (and cost). Returns the outcomes, the rows used, and the count of
+    rows left out per reason.
+    """
+    out: dict[Architecture, Outcome] = {}
+    used: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for r in rows:
+        arch = Architecture(
+            int(r["num_blocks"]), parse_seq(str(r["pools"])), parse_seq(str(r["dilations"]))
+        )
+        if int(r["epochs"]) != max_epochs:
+            why = f"not trained for {max_epochs} epochs"
+        elif proposer.space.violation(arch) > 0:
+            why = "outside the search space"
+        elif arch in out:
+            why = "a second run of one architecture"
+        else:
+            result = {DICE: r["best_val_dice"], "epoch": r["epochs"]}
+            result["test_hard_dice"] = r["test_hard_dice"]
+            out[arch] = proposer.outcome(arch, result)
+            used.append(dict(r))
+            continue
+        skipped[why] = skipped.get(why, 0) + 1
+    return out, used, skipped
+
+
 def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[str, Any]]:
     """Space size and RF range per dataset (what ``--dry-run`` prints)."""
     out = []
@@ -133,14 +169,18 @@ class SearchStrategy:
     """The search as a :class:`temseg.campaign.Strategy`: one study per dataset and seed.
 
     ``experiment`` is the MLflow experiment of the search runs; ``compare_grid`` a finished
-    grid experiment in the same store. ``studies`` and ``grids`` are filled by the preflight.
+    grid experiment in the same store; ``warm_start`` an experiment in the same store whose
+    finished runs (same dataset, the search's training seed) are told to the sampler, not
+    retrained. ``studies``, ``grids`` and ``warm`` are filled by the preflight.
     """
 
     scfg: SearchConfig
     experiment: str
     compare_grid: str | None = None
+    warm_start: str | None = None
     studies: list[tuple[Any, int, str]] = dataclasses.field(default_factory=list)
     grids: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warm: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     name = "search"  # the kind of the search's parent run
 
     def experiment_of(self, sweep: Any) -> str:
@@ -149,7 +189,7 @@ class SearchStrategy:
     def identity(self) -> dict[str, Any]:
         from temseg.config import to_dict
 
-        return {"search": to_dict(self.scfg)}
+        return {"search": to_dict(self.scfg), "warm_start": self.warm_start}
 
     def max_epochs(self, sweep: Any) -> int:
         return self.scfg.max_epochs or sweep.epochs
@@ -167,11 +207,15 @@ class SearchStrategy:
     def check_space(self, sweep: Any, patch_size: int) -> None:
         space_for(sweep, self.scfg, patch_size)
 
-    def preflight(self, sweep: Any, where: Any) -> None:
-        if self.compare_grid:
-            from temseg.analysis import collect
+    def train_seed(self, sweep: Any) -> int:
+        return sweep.seeds[0] if self.scfg.train_seed is None else self.scfg.train_seed
 
-            collect.get_experiment(collect.client_for(where.tracking_uri), self.compare_grid)
+    def preflight(self, sweep: Any, where: Any) -> None:
+        from temseg.analysis import collect
+
+        for name in (self.compare_grid, self.warm_start):
+            if name:  # ValueError naming the experiments there: exit 2 before Ray starts
+                collect.get_experiment(collect.client_for(where.tracking_uri), name)
 
     def check_datasets(self, sweep: Any, where: Any, datasets: Sequence[Any]) -> None:
         scfg, uri = self.scfg, where.tracking_uri
@@ -185,6 +229,11 @@ class SearchStrategy:
                 )
         if self.compare_grid:
             self.grids = {ds.name: grid_summary(uri, self.compare_grid, ds.name) for ds in datasets}
+        if self.warm_start:
+            seed = self.train_seed(sweep)
+            self.warm = {
+                ds.name: warm_start_rows(uri, self.warm_start, ds.name, seed) for ds in datasets
+            }
         self.studies = studies
 
     def run(
@@ -200,7 +249,7 @@ class SearchStrategy:
 
         scfg, uri, experiment = self.scfg, where.tracking_uri, self.experiment
         max_epochs = self.max_epochs(sweep)
-        train_seed = sweep.seeds[0] if scfg.train_seed is None else scfg.train_seed
+        train_seed = self.train_seed(sweep)
         protocol = dataclasses.replace(sweep, epochs=max_epochs, seeds=(train_seed,))
         experiment_id = tracking.ensure_experiment(uri, experiment)
         concurrent = _max_concurrent(scfg, sweep, cluster)
@@ -224,6 +273,18 @@ class SearchStrategy:
                 f"{scfg.reduction_factor}; {concurrent} trial(s) at a time on {where.where}",
                 flush=True,
             )
+            warm, warm_rows = {}, []
+            if self.warm_start:
+                warm, warm_rows, skipped = warm_outcomes(
+                    proposer, self.warm.get(ds.name, []), max_epochs
+                )
+                left = "".join(f"; {n} left out: {why}" for why, n in sorted(skipped.items()))
+                print(
+                    f"warm start: told the sampler {len(warm)} finished run(s) of experiment "
+                    f"{self.warm_start!r} ({ds.name}, training seed {train_seed}), not "
+                    f"retrained{left}",
+                    flush=True,
+                )
             name = _ray_name(where.storage_path, experiment, study, where.resume)
             ttune.run_search(
                 proposer,
@@ -241,16 +302,27 @@ class SearchStrategy:
                 grace_period=scfg.grace(max_epochs),
                 reduction_factor=scfg.reduction_factor,
                 on_stopped=_mark_stopped,
+                warm_start=warm,
             )
             rows, events = search_trials(uri, experiment, study)
-            summary = summarize(rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs)
+            own = {r["run_id"] for r in rows}  # warm-started from its own experiment, resumed
+            warm_rows = [r for r in warm_rows if r["run_id"] not in own]
+            # the told runs are trials of this search's answer, though not of its compute
+            summary = summarize(
+                warm_rows + rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs
+            )
             summary.update(
-                seed=seed, experiment=experiment, ray_results=str(Path(where.storage_path) / name)
+                seed=seed,
+                experiment=experiment,
+                ray_results=str(Path(where.storage_path) / name),
+                warm_started=len(warm_rows),
             )
             comparison = None
             if self.compare_grid:
                 grid = self.grids[ds.name]
-                comparison = compare_with_grid(rows, events, grid, tolerance=scfg.tolerance)
+                comparison = compare_with_grid(
+                    rows, events, grid, tolerance=scfg.tolerance, max_epochs=max_epochs
+                )
                 comparison["grid_best"] = grid["best"]
                 comparison["grid_experiment"] = self.compare_grid
                 if grid["best"]["epochs"] != max_epochs:
@@ -319,6 +391,7 @@ def run_optuna_search(
     resume: bool = False,
     dry_run: bool = False,
     compare_grid: str | None = None,
+    warm_start: str | None = None,
     num_cpus: int | None = None,
 ) -> list[dict[str, Any]]:
     """Search every dataset of ``sweep`` once per seed of ``scfg``; return one summary each.
@@ -337,6 +410,10 @@ def run_optuna_search(
         A finished grid experiment in the same tracking store: each summary then carries
         ``comparison`` (compute to come within ``scfg.tolerance`` of the grid's best, as
         fractions of the grid's compute).
+    warm_start
+        An experiment in the same tracking store: its finished runs on each dataset with the
+        search's training seed, trained for ``max_epochs``, are told to the sampler as
+        completed trials and not retrained (the search proposes new architectures only).
 
     Returns
     -------
@@ -359,5 +436,6 @@ def run_optuna_search(
         scfg,
         experiment=experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}",
         compare_grid=compare_grid,
+        warm_start=warm_start,
     )
     return run_campaign(sweep, strategy, where, dry_run=dry_run)

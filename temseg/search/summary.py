@@ -113,17 +113,128 @@ def compute_to_reach(
     return out
 
 
+def _epoch_seconds(rows: Sequence[Mapping[str, Any]], events: Sequence[tuple]) -> float | None:
+    """The sum of the recorded ``epoch_seconds`` of ``events``; None if any lacks one."""
+    per_run = {r["run_id"]: r.get("epoch_seconds") or {} for r in rows}
+    out = []
+    for e in events:
+        value = per_run.get(e[1], {}).get(e[2])
+        if value is None:
+            return None
+        out.append(value)
+    return math.fsum(out)
+
+
+def incumbent_to_reach(
+    rows: Sequence[Mapping[str, Any]],
+    events: Sequence[tuple],
+    threshold: float,
+    *,
+    max_epochs: int,
+) -> dict[str, Any]:
+    """The search's compute until its incumbent first had test dice >= ``threshold``.
+
+    The definitions of the replay (:mod:`temseg.search.replay`): the incumbent is the trial
+    with the highest best validation dice among those trained to ``max_epochs``
+    (``status`` finished), in the order they finished (``end_ms``; ties keep the earlier);
+    its test dice is the run's final ``test_hard_dice`` (test at its best-validation epoch).
+    At t*, the end of the run that made the first incumbent within reach: trial-epochs =
+    epochs logged by any run at or before t*; trial-seconds = the sum of those epochs'
+    recorded ``epoch_seconds`` (rows' ``epoch_seconds``; for runs without them, the part of
+    each run's [start, end] before t*, as :func:`compute_to_reach`); wall seconds = t* - the
+    first start. Sequentially, with one trial at a time, this is exactly the replay's count.
+    ``reached`` False: the totals of the whole search.
+
+    Examples
+    --------
+    >>> rows = [{"run_id": "a", "start_ms": 0, "end_ms": 2000, "status": "finished",
+    ...          "epochs": 2, "best_val_dice": 0.8, "test_hard_dice": 0.7,
+    ...          "epoch_seconds": {1: 1.0, 2: 1.0}},
+    ...         {"run_id": "b", "start_ms": 2000, "end_ms": 3000, "status": "stopped",
+    ...          "epochs": 1, "best_val_dice": 0.9, "test_hard_dice": float("nan"),
+    ...          "epoch_seconds": {1: 1.0}},
+    ...         {"run_id": "c", "start_ms": 3000, "end_ms": 5000, "status": "finished",
+    ...          "epochs": 2, "best_val_dice": 0.85, "test_hard_dice": 0.8,
+    ...          "epoch_seconds": {1: 0.5, 2: 1.5}}]
+    >>> ev = [(1000, "a", 1, 0.7), (2000, "a", 2, 0.8), (3000, "b", 1, 0.9),
+    ...       (4000, "c", 1, 0.8), (5000, "c", 2, 0.85)]
+    >>> r = incumbent_to_reach(rows, ev, 0.75, max_epochs=2)
+    >>> r["reached"], r["run_id"], r["trial_epochs"], r["trial_seconds"], r["wall_seconds"]
+    (True, 'c', 5, 5.0, 5.0)
+    """
+    events = sorted(events)
+    if not rows:
+        return {"reached": False, "trial_epochs": 0, "trial_seconds": 0.0, "wall_seconds": 0.0}
+    t0 = min(r["start_ms"] for r in rows)
+    last = {}
+    for e in events:
+        last[e[1]] = max(last.get(e[1], e[0]), e[0])
+    done = [
+        r
+        for r in rows
+        if r["status"] == "finished"
+        and int(r["epochs"]) >= max_epochs
+        and is_finite(r["best_val_dice"])
+    ]
+    done.sort(key=lambda r: (max(r["end_ms"], last.get(r["run_id"], 0)), r["start_ms"]))
+    incumbent, hit = None, None
+    for r in done:
+        if incumbent is None or r["best_val_dice"] > incumbent["best_val_dice"]:
+            incumbent = r
+        if (
+            is_finite(incumbent["test_hard_dice"])
+            and incumbent["test_hard_dice"] >= threshold - 1e-12
+        ):
+            hit = incumbent
+            break
+    reached = hit is not None
+    if reached:
+        t_star = max(hit["end_ms"], last.get(hit["run_id"], 0))
+    else:
+        t_star = max([r["end_ms"] for r in rows] + [e[0] for e in events])
+    until = [e for e in events if e[0] <= t_star]
+    seconds = _epoch_seconds(rows, until)
+    if seconds is None:
+        seconds = sum(max(0, min(r["end_ms"], t_star) - r["start_ms"]) for r in rows) / 1000
+    out = {
+        "reached": reached,
+        "trial_epochs": len(until),
+        "trial_seconds": float(seconds),
+        "wall_seconds": float((t_star - t0) / 1000),
+    }
+    if reached:
+        out["run_id"], out["epoch"], out["value"] = (
+            hit["run_id"],
+            int(hit["epochs"]),
+            float(hit["test_hard_dice"]),
+        )
+    return out
+
+
 def compare_with_grid(
     rows: Sequence[Mapping[str, Any]],
     events: Sequence[tuple],
     grid: Mapping[str, Any],
     *,
     tolerance: float,
+    max_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Search compute to come within ``tolerance`` of the grid's best, as grid fractions."""
-    threshold = grid["best"]["val_dice_mean"] - tolerance
-    reach = compute_to_reach(rows, events, threshold)
+    """Search compute to come within ``tolerance`` of the grid's best, as grid fractions.
+
+    The replay's accounting (:mod:`temseg.search.replay`): the target is the grid's best
+    architecture's seed-mean test dice (:func:`temseg.search.grid_summary`) less
+    ``tolerance``, reached when the search's incumbent's test dice first gets there
+    (:func:`incumbent_to_reach`); the grid's compute is every trial-epoch it logged and the sum
+    of their ``epoch_seconds``.
+    """
+    threshold = grid["best"]["test_dice_mean"] - tolerance
+    if max_epochs is None:
+        max_epochs = grid["best"]["epochs"]
+    reach = incumbent_to_reach(rows, events, threshold, max_epochs=max_epochs)
     total = compute_to_reach(rows, events, math.inf)
+    spent = _epoch_seconds(rows, events)
+    if spent is not None:
+        total["trial_seconds"] = spent
 
     def frac(a: float, b: float) -> float:
         return float(a / b) if b else float("nan")
@@ -245,12 +356,12 @@ def answer_in_words(summary: Mapping[str, Any], comparison: Mapping[str, Any] | 
         )
     if comparison is not None:
         g = comparison["grid_best"]
-        diff = rec["best_val_dice"] - g["val_dice_mean"]
+        diff = rec["test_hard_dice"] - g["test_dice_mean"]
         lines.append(
             f"The grid's best on this dataset was {g['name']} (RF {g['rf_px']} px = "
-            f"{g['rf_nm']:.3g} nm), mean validation dice {g['val_dice_mean']:.4f} over "
-            f"{g['n_seeds']} seed(s) (test {g['test_dice_mean']:.4f}); the recommendation is "
-            f"{abs(diff):.4f} {'above' if diff >= 0 else 'below'} it"
+            f"{g['rf_nm']:.3g} nm), mean test dice {g['test_dice_mean']:.4f} over "
+            f"{g['n_seeds']} seed(s) (validation {g['val_dice_mean']:.4f}); the recommendation's "
+            f"test dice is {abs(diff):.4f} {'above' if diff >= 0 else 'below'} it"
             + (
                 f" and {'the same' if rec['rf_px'] == g['rf_px'] else 'a ' + ('smaller' if rec['rf_px'] < g['rf_px'] else 'larger')} receptive field."
             )
@@ -258,7 +369,8 @@ def answer_in_words(summary: Mapping[str, Any], comparison: Mapping[str, Any] | 
         c = comparison
         if c["reached"]:
             lines.append(
-                f"The search first came within {c['tolerance']:g} of the grid's best after "
+                f"The search's best network (by validation) first had test dice within "
+                f"{c['tolerance']:g} of the grid's best after "
                 f"{c['trial_epochs']} trial-epochs ({c['fraction_trial_epochs']:.0%} of the "
                 f"grid's {c['grid']['trial_epochs']}), {c['trial_seconds']:.0f} trial-seconds "
                 f"({c['fraction_trial_seconds']:.0%}) and {c['wall_seconds']:.0f} s of wall time "
@@ -266,7 +378,8 @@ def answer_in_words(summary: Mapping[str, Any], comparison: Mapping[str, Any] | 
             )
         else:
             lines.append(
-                f"The search never came within {c['tolerance']:g} of the grid's best; it used "
+                f"The search's best network (by validation) never had test dice within "
+                f"{c['tolerance']:g} of the grid's best; it used "
                 f"{c['trial_epochs']} trial-epochs ({c['fraction_trial_epochs']:.0%} of the grid's)."
             )
     return "\n".join(lines)
@@ -346,7 +459,12 @@ def print_summary(summary: Mapping[str, Any]) -> None:
     print(
         f"\n{summary['study']}: {summary['trained']} architectures trained, "
         f"{summary['finished']} to {summary['max_epochs']} epochs, {summary['stopped']} stopped "
-        f"early, {summary['failed']} failed",
+        f"early, {summary['failed']} failed"
+        + (
+            f" ({summary['warm_started']} of them told from --warm-start, not retrained)"
+            if summary.get("warm_started")
+            else ""
+        ),
         flush=True,
     )
     print_rows(sorted(summary["trials"], key=lambda t: (t["num_blocks"], t["rf_px"])), TABLE_COLS)
