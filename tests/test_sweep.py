@@ -87,7 +87,7 @@ def assert_no_process_left(value="grid"):
     assert not left, f"processes of the sweep still alive: {names}"
 
 
-def assert_parent(uri, store, experiment="t"):
+def assert_parent(uri, store, experiment="t", epochs=2):
     """Exactly one parent run holds every trial run as a child; each trial run has its store
     as a dataset input whose digest is the store's content hash; the parent holds the
     resolved profile and the report."""
@@ -110,7 +110,7 @@ def assert_parent(uri, store, experiment="t"):
     assert {"profile.yaml", "report"} <= arts
     report = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/recommendation.csv"} <= report
-    assert parent.data.params["profile"] == "smoke" and parent.data.params["epochs"] == "2"
+    assert parent.data.params["profile"] == "smoke" and parent.data.params["epochs"] == str(epochs)
     assert parent.data.metrics["trials"] == len(runs)
     return parent
 
@@ -338,7 +338,7 @@ def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming sweep" in out.stdout
     assert_complete(uri, n_runs=6, epochs=3)
-    assert_parent(uri, store128)  # the resumed sweep continued the killed one's parent
+    assert_parent(uri, store128, epochs=3)  # the resumed sweep continued the killed one's parent
     assert_no_process_left()  # nor did the killed driver's runtime outlive the resumed one
 
 
