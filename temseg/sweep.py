@@ -315,6 +315,13 @@ def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
     return unique
 
 
+def _generator_contrast(attrs: dict[str, Any]) -> float:
+    """The contrast knob C of a synthetic store's generator (NaN for any other store)."""
+    gen = attrs.get("generator")
+    c = gen.get("contrast") if isinstance(gen, dict) else None
+    return float(c) if isinstance(c, (int, float)) else float("nan")
+
+
 def open_datasets(paths: list[str]) -> list[Dataset]:
     """Read the attributes of existing patch stores (clear error for a non-temseg store)."""
     from temseg.data.store import read_attrs
@@ -332,6 +339,7 @@ def open_datasets(paths: list[str]) -> list[Dataset]:
                 int(attrs["patch_size"]),
                 float("nan") if attrs.get("contrast") is None else float(attrs["contrast"]),
                 str(attrs.get("content_hash", "")),
+                _generator_contrast(attrs),
             )
         )
     return out
@@ -487,7 +495,7 @@ def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
             raise ConfigError(f"synthetic series: {exc}") from None
         stem = store_name(s.preset, c, s.seed).removesuffix(".zarr")
         name = f"{s.dataset_name(stem)}(planned)"
-        out.append(Dataset(str(out_dir / stem), name, px, s.patch_size, c))
+        out.append(Dataset(str(out_dir / stem), name, px, s.patch_size, c, level=c))
     return out
 
 
@@ -568,7 +576,7 @@ class GridStrategy:
         name = ray_run_name(where.storage_path, cfg.experiment_name, True)
         print(
             f"\nMLflow: {where.tracking_uri} (experiment {cfg.experiment_name!r}); browse with\n"
-            f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000\n"
+            f"{tracking.browse_hint(where.tracking_uri, cfg.experiment_name)}\n"
             f"Ray results: {os.path.join(where.storage_path, name)}",
             flush=True,
         )

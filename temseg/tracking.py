@@ -502,3 +502,20 @@ def grid_summary_for_parent(report_dir: Path) -> tuple[dict[str, float], dict[st
         if sentences:
             tags[TAG_NOTE] = "\n\n".join(sentences)
     return metrics, tags
+
+
+def browse_hint(uri: str, experiment: str, port: int = 5000) -> str:
+    """How to open ``experiment`` in MLflow's UI, as training runs.
+
+    MLflow 3.17's UI opens every experiment in its GenAI view unless the link says
+    ``workflowType=machine_learning`` (its sidebar toggle; the browser then keeps the choice),
+    whatever the experiment's ``mlflow.experimentKind`` tag says, so the link says it.
+    """
+    exp = MlflowClient(uri).get_experiment_by_name(experiment)
+    page = f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" if exp else ""
+    if uri.startswith(("http://", "https://")):
+        return f"  {uri.rstrip('/')}/{page}"
+    return (
+        f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port {port}\n"
+        f"  then open http://127.0.0.1:{port}/{page}"
+    )

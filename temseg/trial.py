@@ -52,8 +52,8 @@ TAG_SWEEP_KEY = "temseg.sweep_key"  # on a parent run only: same sweep config, s
 def run_name(dataset: str, arch: Architecture, seed: int, contrast: float = float("nan")) -> str:
     """A name that reads in MLflow's run table, e.g. ``c0.060 N2 p4-4 s752``.
 
-    The contrast stands for the dataset when the store has one (a synthetic series), else the
-    dataset's name does; dilations appear only when they are not all 1. The trial key, not
+    The generator's contrast level C stands for the dataset when the store has one (a
+    synthetic series: ``hr-2.2nm-c0.060-s0``), else the dataset's name does; dilations appear only when they are not all 1. The trial key, not
     the name, identifies a run (tag ``temseg.trial_key``); the dataset and the architecture's
     full name are tags too.
 
@@ -77,6 +77,7 @@ class Dataset:
     patch_size: int
     contrast: float
     digest: str = ""  # the store's content hash (temseg.data.store), "" when not yet made
+    level: float = float("nan")  # a synthetic store's generator contrast C (its name's c0.090)
 
     def mlflow_input(self) -> dict[str, Any]:
         """The store as an MLflow dataset input (:meth:`temseg.tracking.TrialRun`): name,
@@ -114,7 +115,7 @@ class Trial:
     @property
     def run_name(self) -> str:
         ds = self.dataset
-        return run_name(ds.name, self.architecture, self.train.seed, ds.contrast)
+        return run_name(ds.name, self.architecture, self.train.seed, ds.level)
 
     def key(self, experiment_id: str) -> str:
         """The trial key within MLflow experiment ``experiment_id`` (and the study, if any)."""

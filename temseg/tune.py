@@ -305,6 +305,8 @@ class Progress:
         self.drawn = False
         self.timed = False
         self.stopped_ids: set[str] = set()
+        self.epoch_seconds: list[float] = []
+        self.ended_here = 0  # trials that ended in this run
 
     @property
     def epochs_total(self) -> int:
@@ -318,7 +320,12 @@ class Progress:
         self.running.add(trial_id)
         self.draw()
 
-    def result(self, trial_id: str, epoch: int, *, reused: bool = False) -> None:
+    def result(
+        self, trial_id: str, epoch: int, *, reused: bool = False, seconds: float | None = None
+    ) -> None:
+        """A trial reported ``epoch`` (``seconds``: that epoch's training time)."""
+        if seconds is not None and not reused:
+            self.epoch_seconds.append(float(seconds))
         before = self.epoch_of.get(trial_id)
         if not reused:
             # a trial's first result after a resume is the first epoch it trains now
@@ -343,6 +350,7 @@ class Progress:
         """``status``: done, failed or stopped (a stopped trial's remaining epochs are
         dropped from the total, as the search or ASHA decided not to train them)."""
         self.running.discard(trial_id)
+        self.ended_here += 1
         if status == "failed":
             self.failed += 1
         elif status == "stopped":
@@ -355,11 +363,18 @@ class Progress:
             self.epoch_of[trial_id] = epochs
 
     def left_seconds(self) -> float | None:
+        """Epochs left x seconds per epoch: from the wall clock once a trial has ended here
+        (start-up, tests and checkpoints included); before that, from the epochs' own
+        seconds shared by the trials running at once (a wall rate over one epoch would
+        count the runtime's start-up as training)."""
         elapsed = time.time() - self.t0
         if self.trained == 0 or elapsed <= 0:
             return None
-        remaining = self.epochs_total - self.epochs_done - self._stopped_epochs()
-        return max(0, remaining) * elapsed / self.trained
+        remaining = max(0, self.epochs_total - self.epochs_done - self._stopped_epochs())
+        if self.ended_here == 0 and self.epoch_seconds:
+            per_epoch = sum(self.epoch_seconds) / len(self.epoch_seconds)
+            return remaining * per_epoch / max(1, len(self.running))
+        return remaining * elapsed / self.trained
 
     def _stopped_epochs(self) -> int:
         """Epochs that stopped trials (ASHA) will never train."""
@@ -437,7 +452,10 @@ class _Progress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result:
             self.progress.result(
-                trial.trial_id, int(result["epoch"]), reused=bool(result.get("skipped"))
+                trial.trial_id,
+                int(result["epoch"]),
+                reused=bool(result.get("skipped")),
+                seconds=result.get("epoch_seconds"),
             )
 
     def on_step(self, iteration, trials, **info):
@@ -639,7 +657,10 @@ class _SearchProgress(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result:
             self.progress.result(
-                trial.trial_id, int(result["epoch"]), reused=bool(result.get("skipped"))
+                trial.trial_id,
+                int(result["epoch"]),
+                reused=bool(result.get("skipped")),
+                seconds=result.get("epoch_seconds"),
             )
 
     def on_step(self, iteration, trials, **info):

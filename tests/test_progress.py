@@ -79,3 +79,18 @@ def test_durations_read():
         "1h00m",
         "1h06m",
     ]
+
+
+def test_before_any_trial_ends_the_estimate_uses_the_epochs_own_seconds(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("temseg.tune.time.time", lambda: now[0])
+    p = Progress(4, 6, stream=io.StringIO(), live=False)
+    p.start("a")
+    p.start("b")
+    now[0] = 30.0  # 20 s of it was the runtime's start-up
+    p.result("a", 1, seconds=10.0)
+    p.result("b", 1, seconds=12.0)
+    # 22 epochs left, 11 s each, 2 at a time
+    assert p.left_seconds() == pytest.approx(22 * 11.0 / 2)
+    p.end("a", "done", 6)  # from now on: the wall clock (start-up and tests included)
+    assert p.left_seconds() == pytest.approx((24 - 7) * 30.0 / 2)

@@ -342,12 +342,14 @@ class SearchStrategy:
     def report(
         self, sweep: Any, where: Any, results: list[dict[str, Any]], seconds: float
     ) -> tuple[dict[str, float], dict[str, str]]:
+        from temseg.tracking import browse_hint
+
         if self.compare_grid and len(results) > 1:
             print("\n" + seeds_overview(results), flush=True)
         print(
             f"\nMLflow: {where.tracking_uri} (experiment {self.experiment!r}, runs tagged "
             f"{TAG_SEARCH}={SEARCH_METHOD}); browse with\n"
-            f"  mlflow ui --backend-store-uri {where.tracking_uri} --host 127.0.0.1 --port 5000",
+            f"{browse_hint(where.tracking_uri, self.experiment)}",
             flush=True,
         )
         return parent_summary(results)
