@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -224,7 +225,11 @@ def run_campaign(
         finally:
             if not where.address:
                 ttune.shutdown_ray()
-        metrics, tags = strategy.report(cfg, where, results, seconds)
+        try:
+            metrics, tags = strategy.report(cfg, where, results, seconds)
+        except Exception as exc:  # the trials are in MLflow either way: say so, keep going
+            print(f"parent run: no summary ({type(exc).__name__}: {exc})", file=sys.stderr)
+            metrics, tags = {}, {}
         failed = sum(1 for r in results if r.get("error"))
         parent.finish(
             where.report_path(strategy.experiment_of(cfg)),

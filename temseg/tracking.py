@@ -489,11 +489,11 @@ def grid_summary_for_parent(report_dir: Path) -> tuple[dict[str, float], dict[st
         for r in pd.read_csv(rec_csv).to_dict("records"):
             ds = r["dataset"]
             metrics[f"{ds}/plateau_dice"] = float(r["plateau_dice"])
-            for which in ("cheapest", "smallest_rf"):
+            for which, rf in (("cheapest", "cheapest_rf_px"), ("smallest_rf", "smallest_rf_px")):
                 if isinstance(r.get(f"{which}_network"), str):
-                    metrics[f"{ds}/{which}_rf_px"] = float(r[f"{which}_rf_px"])
+                    metrics[f"{ds}/{rf}"] = float(r[rf])
                     tags[f"temseg.{which}.{ds}"] = (
-                        f"{r[f'{which}_network']} RF {int(r[f'{which}_rf_px'])} px, dice "
+                        f"{r[f'{which}_network']} RF {int(r[rf])} px, dice "
                         f"{r[f'{which}_dice_mean']:.3f} +- {r[f'{which}_dice_std']:.3f}"
                     )
             tags[f"temseg.status.{ds}"] = str(r["status"])
