@@ -59,10 +59,10 @@ def main() -> None:
                 loc.first.click()
                 page.wait_for_timeout(500)
         # the table: expand the parent run to show its trials
-        expand = page.locator("[aria-label*='xpand'], button:has-text('+')")
-        if expand.count():
+        expand = page.locator("[role=gridcell] button[data-component-id*=runnamecellrenderer]")
+        if expand.count():  # the [+] left of the parent's name
             expand.first.click()
-            page.wait_for_timeout(1000)
+            page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "mlflow_runs.png"))
         if args.filter:  # one dataset only: each RF group is then one level's seeds
             box = page.get_by_placeholder('metrics.rmse < 1 and params.model = "tree"')

@@ -1,0 +1,41 @@
+"""The sweep parent run's summary, from a report's recommendation.csv and summary.csv."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from temseg.tracking import grid_summary_for_parent
+
+
+def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
+    pd.DataFrame(
+        {
+            "dataset": ["lo", "lo", "hi"],
+            "test_hard_dice_mean": [0.70, 0.79, 0.89],
+        }
+    ).to_csv(tmp_path / "summary.csv", index=False)
+    pd.DataFrame(
+        {
+            "dataset": ["lo", "hi"],
+            "status": ["plateau", "undetermined"],
+            "plateau_dice": [0.795, float("nan")],
+            "smallest_rf_network": ["N2-p4.2-d1.1.1", None],
+            "smallest_rf_px": [80.0, float("nan")],
+            "smallest_rf_dice_mean": [0.785, float("nan")],
+            "smallest_rf_dice_std": [0.028, float("nan")],
+            "cheapest_network": ["N2-p4.4-d1.1.1", None],
+            "cheapest_rf_px": [120.0, float("nan")],
+            "cheapest_dice_mean": [0.792, float("nan")],
+            "cheapest_dice_std": [0.031, float("nan")],
+            "sentence": ["lo: 3 networks on the plateau", "hi: undetermined"],
+        }
+    ).to_csv(tmp_path / "recommendation.csv", index=False)
+    metrics, tags = grid_summary_for_parent(tmp_path)
+    assert metrics["lo/best_test_dice"] == 0.79 and metrics["hi/best_test_dice"] == 0.89
+    assert metrics["lo/plateau_dice"] == 0.795
+    assert (metrics["lo/cheapest_rf_px"], metrics["lo/smallest_rf_px"]) == (120.0, 80.0)
+    assert "hi/cheapest_rf_px" not in metrics  # no network recommended: no number
+    assert tags["temseg.cheapest.lo"] == "N2-p4.4-d1.1.1 RF 120 px, dice 0.792 +- 0.031"
+    assert tags["temseg.smallest_rf.lo"] == "N2-p4.2-d1.1.1 RF 80 px, dice 0.785 +- 0.028"
+    assert (tags["temseg.status.lo"], tags["temseg.status.hi"]) == ("plateau", "undetermined")
+    assert tags["mlflow.note.content"] == "lo: 3 networks on the plateau\n\nhi: undetermined"
