@@ -419,7 +419,28 @@ class Progress:
             self.stream.flush()
 
 
-class _Progress(tune.Callback):
+class _Live(tune.Callback):
+    """Ray Tune callbacks that feed ``self.progress`` (a :class:`Progress`)."""
+
+    progress: Progress
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" in result:
+            self.progress.result(
+                trial.trial_id,
+                int(result["epoch"]),
+                reused=bool(result.get("skipped")),
+                seconds=result.get("epoch_seconds"),
+            )
+
+    def on_step(self, iteration, trials, **info):
+        self.progress.draw()  # the elapsed time moves on a terminal; throttled
+
+    def on_experiment_end(self, trials, **info):
+        self.progress.close()
+
+
+class _Progress(_Live):
     """A grid's progress: a line per finished or failed trial, and :class:`Progress`."""
 
     def __init__(self, total: int, epochs: int = 1, stream=sys.stdout) -> None:
@@ -449,18 +470,6 @@ class _Progress(tune.Callback):
         self.progress.sync(trials)
         self.progress.start(trial.trial_id)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" in result:
-            self.progress.result(
-                trial.trial_id,
-                int(result["epoch"]),
-                reused=bool(result.get("skipped")),
-                seconds=result.get("epoch_seconds"),
-            )
-
-    def on_step(self, iteration, trials, **info):
-        self.progress.draw()  # the elapsed time moves on a terminal; throttled
-
     def _ended(self, trials, trial, status: str) -> None:
         p = self.progress
         p.sync([t for t in trials if t.trial_id != trial.trial_id])  # Ray may not mark it yet
@@ -474,9 +483,6 @@ class _Progress(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trials, trial, "failed")
         self._line(trial, "FAILED")
-
-    def on_experiment_end(self, trials, **info):
-        self.progress.close()
 
 
 def trial_dirname(run_name: str) -> str:
@@ -635,7 +641,7 @@ class ArchitectureSearcher(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
-class _SearchProgress(tune.Callback):
+class _SearchProgress(_Live):
     """One line per trained, stopped or failed search trial; closes stopped trials' runs."""
 
     def __init__(self, total: int, on_stopped=None, stream=sys.stdout, epochs: int = 1) -> None:
@@ -653,21 +659,6 @@ class _SearchProgress(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.start(trial.trial_id)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" in result:
-            self.progress.result(
-                trial.trial_id,
-                int(result["epoch"]),
-                reused=bool(result.get("skipped")),
-                seconds=result.get("epoch_seconds"),
-            )
-
-    def on_step(self, iteration, trials, **info):
-        self.progress.draw()
-
-    def on_experiment_end(self, trials, **info):
-        self.progress.close()
 
     def _line(self, trial, trials, status: str) -> None:
         # counted from Ray's trial list, so a restored search goes on counting where it was

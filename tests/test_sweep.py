@@ -313,18 +313,24 @@ def test_gpus_per_trial_without_gpus_is_a_clear_error(tmp_path, store128):
     assert "--gpus-per-trial 0.25 but the Ray cluster has 0 GPUs" in out.stderr
 
 
-def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128):
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    args = sweep_args(
-        tmp_path, store128, uri, "--seeds", 752, 2245, 140, "--epochs", 3, "--num-cpus", 1
-    )
-    proc = subprocess.Popen(
+def start_grid(args, mark):
+    """grid.py in its own session (so its process group can be signalled), marked ``mark``."""
+    return subprocess.Popen(
         [*GRID, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env={**os.environ, MARK: mark},
     )
+
+
+def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = sweep_args(
+        tmp_path, store128, uri, "--seeds", 752, 2245, 140, "--epochs", 3, "--num-cpus", 1
+    )
+    proc = start_grid(args, "grid")  # the mark of grid(): the resumed run's check sees it
     seen = []
     try:
         for line in proc.stdout:
@@ -346,14 +352,7 @@ def test_killed_driver_resumes_with_exactly_one_run_per_trial(tmp_path, store128
 def test_ctrl_c_leaves_no_ray_process_and_marks_the_parent_killed(tmp_path, store128):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     args = sweep_args(tmp_path, store128, uri, "--epochs", 4, "--num-cpus", 1)
-    proc = subprocess.Popen(
-        [*GRID, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, MARK: "ctrl-c"},
-    )
+    proc = start_grid(args, "ctrl-c")
     seen = []
     try:
         for line in proc.stdout:
