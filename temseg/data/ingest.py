@@ -17,9 +17,9 @@ import numpy as np
 
 from temseg.data.pipeline import PreparedImage, assemble_store
 from temseg.data.preprocess import (
-    XRAY_PASSES,
     XRAY_THRESHOLDS,
     preprocess,
+    preprocessing_record,
     regime_for_pixel_size,
 )
 from temseg.data.readers import (
@@ -180,12 +180,7 @@ def ingest(
                     progress(f"{img.name}: frame {k + 1}/{len(frames)}")
 
     preprocessing = {
-        "negatives": "set to 0",
-        "xray_regime": regime,
-        "xray_threshold": threshold,
-        "xray_threshold_source": "flag" if xray_threshold is not None else f"{regime} default",
-        "xray_passes": XRAY_PASSES,
-        "standardization": "per image: mean 0, std 1",
+        **preprocessing_record(regime, threshold, from_flag=xray_threshold is not None),
         "resampled": bool(resample),
     }
     extra = {

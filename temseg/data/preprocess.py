@@ -42,6 +42,22 @@ def xray_threshold_for(pixel_size_nm: float) -> float:
     return XRAY_THRESHOLDS[regime_for_pixel_size(pixel_size_nm)]
 
 
+def preprocessing_record(regime: str, threshold: float, *, from_flag: bool = False) -> dict:
+    """What :func:`preprocess` did to a store's images, as its ``preprocessing`` attribute.
+
+    >>> preprocessing_record("hr", 1500.0)["xray_threshold_source"]
+    'hr default'
+    """
+    return {
+        "negatives": "set to 0",
+        "xray_regime": regime,
+        "xray_threshold": threshold,
+        "xray_threshold_source": "flag" if from_flag else f"{regime} default",
+        "xray_passes": XRAY_PASSES,
+        "standardization": "per image: mean 0, std 1",
+    }
+
+
 def remove_xrays(
     image: np.ndarray, *, threshold: float, passes: int = XRAY_PASSES
 ) -> tuple[np.ndarray, int]:

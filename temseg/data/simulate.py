@@ -825,7 +825,7 @@ def make_simulated_store(
     ...                      image_size=256, patch_size=256)  # doctest: +SKIP
     """
     from temseg.data.pipeline import PreparedImage, assemble_store
-    from temseg.data.preprocess import XRAY_PASSES, XRAY_THRESHOLDS, preprocess
+    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess, preprocessing_record
     from temseg.data.synth import _check_counts
 
     out = Path(out).absolute()
@@ -854,14 +854,7 @@ def make_simulated_store(
         finally:
             bar.close()
 
-    preprocessing = {
-        "negatives": "set to 0",
-        "xray_regime": "hr",
-        "xray_threshold": threshold,
-        "xray_threshold_source": "hr default",
-        "xray_passes": XRAY_PASSES,
-        "standardization": "per image: mean 0, std 1",
-    }
+    preprocessing = preprocessing_record("hr", threshold)
     t0 = time.perf_counter()
     simulation = {
         **params.to_dict(),

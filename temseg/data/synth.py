@@ -826,7 +826,7 @@ def make_synthetic_store(
     ...                      seed=0, image_size=512, patch_size=256)  # doctest: +SKIP
     """
     from temseg.data.pipeline import PreparedImage, assemble_store
-    from temseg.data.preprocess import XRAY_PASSES, XRAY_THRESHOLDS, preprocess
+    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess, preprocessing_record
 
     out = Path(out).absolute()
     if out.exists() and not overwrite:
@@ -852,14 +852,7 @@ def make_synthetic_store(
                 progress(f"{out.name}: image {i + 1}/{images}")
             yield PreparedImage(std, rendered.mask, i, i, sources[i])
 
-    preprocessing = {
-        "negatives": "set to 0",
-        "xray_regime": regime,
-        "xray_threshold": threshold,
-        "xray_threshold_source": f"{regime} default",
-        "xray_passes": XRAY_PASSES,
-        "standardization": "per image: mean 0, std 1",
-    }
+    preprocessing = preprocessing_record(regime, threshold)
     generator = {**params.to_dict(), "seed": int(seed), "images": int(images)}
     return assemble_store(
         out,
