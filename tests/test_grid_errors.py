@@ -69,7 +69,12 @@ def assert_refused(out, tmp_path, *fragments):
 
 def test_unknown_profile(tmp_path):
     out = run_grid(tmp_path, "--profile", "nightly")
-    assert_refused(out, tmp_path, "unknown profile 'nightly'", "valid profiles: bench, demo, paper, smoke, validation")
+    assert_refused(
+        out,
+        tmp_path,
+        "unknown profile 'nightly'",
+        "valid profiles: bench, demo, paper, smoke, validation",
+    )
 
 
 def test_empty_grid_after_rf_filtering(tmp_path, stores):

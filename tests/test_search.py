@@ -9,6 +9,7 @@ search whose driver is killed and then resumed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,8 +24,8 @@ from temseg.search import (
     CONSTRAINT,
     Proposer,
     SearchSpace,
-    compute_to_reach,
     forward_flops,
+    incumbent_to_reach,
     pareto_front,
     propose_sequence,
     recommend,
@@ -224,28 +225,22 @@ def test_pareto_front_and_recommendation():
     assert recommend([], dice="dice", cost="cost") is None
 
 
-def test_compute_to_reach_counts_every_trial_running_until_then():
+def test_the_search_total_counts_every_trial_and_falls_back_to_run_durations():
+    # runs without recorded epoch seconds (made before epoch_seconds existed): their part of
+    # [start, end]; a target never reached gives the whole search's totals
     rows = [
         {"run_id": "a", "start_ms": 0, "end_ms": 4_000},
         {"run_id": "b", "start_ms": 1_000, "end_ms": 5_000},
         {"run_id": "c", "start_ms": 4_500, "end_ms": 6_000},
     ]
+    rows = [{**r, "status": "stopped", "epochs": 1, "best_val_dice": 0.9} for r in rows]
     events = [
         (2_000, "a", 1, 0.5),
         (3_000, "b", 1, 0.9),
         (4_000, "a", 2, 0.95),
         (6_000, "c", 1, 0.99),
     ]
-    r = compute_to_reach(rows, events, 0.9)
-    # until t* = 3 s: epochs a1, b1; a ran 3 s, b 2 s, c not yet
-    assert (r["reached"], r["trial_epochs"], r["trial_seconds"], r["wall_seconds"]) == (
-        True,
-        2,
-        5.0,
-        3.0,
-    )
-    assert (r["run_id"], r["epoch"]) == ("b", 1)
-    never = compute_to_reach(rows, events, 1.0)
+    never = incumbent_to_reach(rows, events, math.inf, max_epochs=2)
     assert (
         never["reached"],
         never["trial_epochs"],

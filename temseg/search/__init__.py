@@ -61,7 +61,6 @@ from temseg.search.strategy import (
 from temseg.search.summary import (
     answer_in_words,
     compare_with_grid,
-    compute_to_reach,
     incumbent_to_reach,
     pareto_front,
     recommend,
@@ -85,7 +84,6 @@ __all__ = [
     "TrialFactory",
     "answer_in_words",
     "compare_with_grid",
-    "compute_to_reach",
     "cost_of",
     "forward_flops",
     "grid_summary",

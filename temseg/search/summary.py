@@ -73,46 +73,6 @@ def is_finite(v: Any) -> bool:
         return False
 
 
-def compute_to_reach(
-    rows: Sequence[Mapping[str, Any]], events: Sequence[tuple], threshold: float
-) -> dict[str, Any]:
-    """The search's compute until any trial first logged a val dice >= ``threshold``.
-
-    ``events`` are ``(timestamp_ms, run_id, epoch, value)``; ``rows`` carry ``run_id``,
-    ``start_ms`` and ``end_ms``. Until the first qualifying event at time t*: trial-epochs =
-    epochs logged by any run at or before t*; trial-seconds = sum over runs of the part of
-    [start, end] before t*; wall seconds = t* - the first run's start. ``reached`` is False
-    (and the totals of the whole search are given) when no epoch reached the threshold.
-
-    Examples
-    --------
-    >>> rows = [{"run_id": "a", "start_ms": 0, "end_ms": 4000},
-    ...         {"run_id": "b", "start_ms": 1000, "end_ms": 5000}]
-    >>> ev = [(2000, "a", 1, 0.5), (3000, "b", 1, 0.9), (4000, "a", 2, 0.95)]
-    >>> r = compute_to_reach(rows, ev, 0.9)
-    >>> r["trial_epochs"], r["trial_seconds"], r["wall_seconds"]
-    (2, 5.0, 3.0)
-    """
-    events = sorted(events)
-    if not rows:
-        return {"reached": False, "trial_epochs": 0, "trial_seconds": 0.0, "wall_seconds": 0.0}
-    t0 = min(r["start_ms"] for r in rows)
-    hit = next((e for e in events if e[3] >= threshold), None)
-    reached = hit is not None
-    t_star = hit[0] if reached else max([r["end_ms"] for r in rows] + [e[0] for e in events])
-    epochs = sum(1 for e in events if e[0] <= t_star)
-    seconds = sum(max(0, min(r["end_ms"], t_star) - r["start_ms"]) for r in rows) / 1000
-    out = {
-        "reached": reached,
-        "trial_epochs": int(epochs),
-        "trial_seconds": float(seconds),
-        "wall_seconds": float((t_star - t0) / 1000),
-    }
-    if reached:
-        out["run_id"], out["epoch"], out["value"] = hit[1], int(hit[2]), float(hit[3])
-    return out
-
-
 def _epoch_seconds(rows: Sequence[Mapping[str, Any]], events: Sequence[tuple]) -> float | None:
     """The sum of the recorded ``epoch_seconds`` of ``events``; None if any lacks one."""
     per_run = {r["run_id"]: r.get("epoch_seconds") or {} for r in rows}
@@ -141,7 +101,7 @@ def incumbent_to_reach(
     At t*, the end of the run that made the first incumbent within reach: trial-epochs =
     epochs logged by any run at or before t*; trial-seconds = the sum of those epochs'
     recorded ``epoch_seconds`` (rows' ``epoch_seconds``; for runs without them, the part of
-    each run's [start, end] before t*, as :func:`compute_to_reach`); wall seconds = t* - the
+    each run's [start, end] before t*); wall seconds = t* - the
     first start. Sequentially, with one trial at a time, this is exactly the replay's count.
     ``reached`` False: the totals of the whole search.
 
@@ -231,10 +191,7 @@ def compare_with_grid(
     if max_epochs is None:
         max_epochs = grid["best"]["epochs"]
     reach = incumbent_to_reach(rows, events, threshold, max_epochs=max_epochs)
-    total = compute_to_reach(rows, events, math.inf)
-    spent = _epoch_seconds(rows, events)
-    if spent is not None:
-        total["trial_seconds"] = spent
+    total = incumbent_to_reach(rows, events, math.inf, max_epochs=max_epochs)  # never reached
 
     def frac(a: float, b: float) -> float:
         return float(a / b) if b else float("nan")
