@@ -230,12 +230,7 @@ def run_campaign(
         except Exception as exc:  # the trials are in MLflow either way: say so, keep going
             print(f"parent run: no summary ({type(exc).__name__}: {exc})", file=sys.stderr)
             metrics, tags = {}, {}
-        failed = sum(1 for r in results if r.get("error"))
-        parent.finish(
-            where.report_path(strategy.experiment_of(cfg)),
-            metrics={**metrics, "trials": len(results), "failed_trials": failed},
-            tags=tags,
-        )
+        parent.finish(where.report_path(strategy.experiment_of(cfg)), metrics=metrics, tags=tags)
     except BaseException as exc:
         if parent is not None:
             parent.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -255,11 +250,10 @@ def open_parent(cfg: Any, strategy: Strategy, where: Placement) -> Any:
 
     experiment = strategy.experiment_of(cfg)
     config = to_dict(cfg)
+    config.update(strategy.identity())
     identity = {k: v for k, v in config.items() if k not in PLACEMENT_FIELDS}
-    identity.update(strategy.identity())
     key = tracking.sweep_key(strategy.name, experiment, identity)
     experiment_id = tracking.ensure_experiment(where.tracking_uri, experiment)
-    config.update(strategy.identity())
     parent = tracking.SweepRun(
         where.tracking_uri,
         experiment_id,

@@ -580,7 +580,9 @@ class GridStrategy:
             f"Ray results: {os.path.join(where.storage_path, name)}",
             flush=True,
         )
-        return tracking.grid_summary_for_parent(out_dir)
+        metrics, tags = tracking.grid_summary_for_parent(out_dir)
+        failed = sum(1 for r in results if r["error"])
+        return {**metrics, "trials": len(results), "failed_trials": failed}, tags
 
 
 def run_grid(

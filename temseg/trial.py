@@ -49,7 +49,7 @@ TAG_PARENT = "mlflow.parentRunId"  # MLflow's own: the sweep's parent run (temse
 TAG_SWEEP_KEY = "temseg.sweep_key"  # on a parent run only: same sweep config, same parent
 
 
-def run_name(dataset: str, arch: Architecture, seed: int, contrast: float = float("nan")) -> str:
+def run_name(dataset: str, arch: Architecture, seed: int, level: float = float("nan")) -> str:
     """A name that reads in MLflow's run table, e.g. ``c0.060 N2 p4-4 s752``.
 
     The generator's contrast level C stands for the dataset when the store has one (a
@@ -62,7 +62,7 @@ def run_name(dataset: str, arch: Architecture, seed: int, contrast: float = floa
     >>> run_name("discs", Architecture(2, (2, 2), (1, 2, 2)), 140)
     'discs N2 p2-2 d1-2-2 s140'
     """
-    where = f"c{contrast:.3f}" if contrast == contrast else dataset
+    where = f"c{level:.3f}" if level == level else dataset
     dil = "" if set(arch.dilations) == {1} else f" d{format_seq(arch.dilations)}"
     return f"{where} N{arch.num_blocks} p{format_seq(arch.pools)}{dil} s{seed}"
 

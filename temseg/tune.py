@@ -300,7 +300,7 @@ class Progress:
         self.last_draw = 0.0
         self.epoch_of: dict[str, int] = {}  # trial id -> last epoch seen
         self.running: set[str] = set()
-        self.done = self.failed = self.stopped = 0
+        self.done = self.failed = 0  # done counts stopped trials too (stopped_ids)
         self.trained = 0  # epochs trained in this run (the rate's numerator)
         self.drawn = False
         self.timed = False
@@ -353,13 +353,11 @@ class Progress:
         self.ended_here += 1
         if status == "failed":
             self.failed += 1
-        elif status == "stopped":
-            self.stopped += 1
-            self.stopped_ids.add(trial_id)
-            self.done += 1
         else:
             self.done += 1
-        if epochs is not None and status != "stopped":
+        if status == "stopped":
+            self.stopped_ids.add(trial_id)
+        elif epochs is not None:
             self.epoch_of[trial_id] = epochs
 
     def left_seconds(self) -> float | None:
@@ -444,7 +442,7 @@ class _Progress(_Live):
     """A grid's progress: a line per finished or failed trial, and :class:`Progress`."""
 
     def __init__(self, total: int, epochs: int = 1, stream=sys.stdout) -> None:
-        self.total, self.done, self.stream, self.t0 = total, 0, stream, time.time()
+        self.total, self.stream = total, stream
         self.progress = Progress(total, epochs, stream=stream)
 
     def _line(self, trial, status: str) -> None:
@@ -456,14 +454,14 @@ class _Progress(_Live):
             if dice is not None
             else f"error: {str(trial.error_file or '')[-60:]}"
         )
-        self.progress.line(
-            f"[{self.done}/{self.total}] {status:8s} {meta['run_name']:32s} RF "
-            f"{meta['params']['rf_px']:>3} px  {extra}  ({time.time() - self.t0:.0f} s)"
+        p = self.progress
+        p.line(
+            f"[{p.done + p.failed}/{self.total}] {status:8s} {meta['run_name']:32s} RF "
+            f"{meta['params']['rf_px']:>3} px  {extra}  ({time.time() - p.t0:.0f} s)"
         )
 
     def setup(self, **info):
         # also on a restored sweep, whose callbacks come back from its snapshot: time anew
-        self.t0 = time.time()
         self.progress = Progress(self.total, self.progress.epochs_per_trial, stream=self.stream)
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -474,7 +472,6 @@ class _Progress(_Live):
         p = self.progress
         p.sync([t for t in trials if t.trial_id != trial.trial_id])  # Ray may not mark it yet
         p.end(trial.trial_id, status, p.epochs_per_trial)
-        self.done = p.done + p.failed
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trials, trial, "done")

@@ -39,3 +39,15 @@ def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
     assert tags["temseg.smallest_rf.lo"] == "N2-p4.2-d1.1.1 RF 80 px, dice 0.785 +- 0.028"
     assert (tags["temseg.status.lo"], tags["temseg.status.hi"]) == ("plateau", "undetermined")
     assert tags["mlflow.note.content"] == "lo: 3 networks on the plateau\n\nhi: undetermined"
+
+
+def test_a_search_parent_counts_the_trials_it_trained():
+    from temseg.search.strategy import parent_summary
+
+    summaries = [
+        {"study": "d/optuna-dice-s0", "trained": 5, "warm_started": 2, "failed": 1},
+        {"study": "d/optuna-dice-s1", "trained": 4, "failed": 0, "answer": "use N=2, pools 4-4"},
+    ]
+    metrics, tags = parent_summary(summaries)
+    assert (metrics["trials"], metrics["failed_trials"]) == (7, 1)  # told runs cost nothing
+    assert tags["mlflow.note.content"] == "use N=2, pools 4-4"

@@ -358,7 +358,11 @@ class SearchStrategy:
 def parent_summary(summaries: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
     """Metrics and tags of the search's parent run: per study the best validation dice and
     the recommended network; the plain-words answers become the run's description."""
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {
+        # trained by this search: told runs of --warm-start are in "trained" but cost nothing
+        "trials": sum(s["trained"] - s.get("warm_started", 0) for s in summaries),
+        "failed_trials": sum(s["failed"] for s in summaries),
+    }
     tags: dict[str, str] = {}
     for s in summaries:
         study, best, rec = s["study"], s.get("best"), s.get("recommended")
