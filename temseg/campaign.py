@@ -78,6 +78,7 @@ class Placement:
     storage_path: str  # absolute: Ray Tune changes the working directory per trial
     address: str | None = None
     num_cpus: int | None = None
+    num_gpus: int | None = None  # GPUs a local runtime declares (default: those Ray detects)
     resume: bool = False
     report_dir: str | None = None
 
@@ -101,6 +102,7 @@ def placement(
     storage_path: str | None = None,
     report_dir: str | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
     resume: bool = False,
 ) -> Placement:
     """A :class:`Placement` with the project's defaults filled in (no MLflow import)."""
@@ -111,6 +113,7 @@ def placement(
         storage_path=str(Path(storage_path or project_dir / "ray_results").resolve()),
         address=address,
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
         resume=resume,
         report_dir=report_dir,
     )
@@ -157,12 +160,14 @@ class Strategy(Protocol):
         summary metrics and tags."""
 
 
-def connect(address: str | None, *, num_cpus: int | None = None) -> dict[str, float]:
+def connect(
+    address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None
+) -> dict[str, float]:
     """Start a local Ray runtime or connect to ``address``; the cluster's resources."""
     from temseg import tune as ttune
 
     try:
-        return ttune.init_ray(address, num_cpus=num_cpus)
+        return ttune.init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
     except ConnectionError as exc:  # e.g. a token-auth cluster and no token here
         if not address:
             raise
@@ -172,6 +177,23 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> dict[str, fl
             "(~/.ray/auth_token or RAY_AUTH_TOKEN); if it was started with "
             "RAY_AUTH_MODE=disabled, set that here too"
         ) from None
+
+
+def check_local_cuda(device: str, gpus_per_trial: float) -> None:
+    """Refuse GPU trials on a local runtime whose torch cannot use CUDA (unless ``--device
+    cpu``): every trial would fail on its first line. On a cluster each GPU node's torch
+    decides, and its trials fail fast instead (:func:`temseg.tune.trial_device`)."""
+    if gpus_per_trial <= 0 or device == "cpu":
+        return
+    from temseg.train import cuda_problem
+
+    problem = cuda_problem()
+    if problem:
+        raise ClusterError(
+            f"--gpus-per-trial {gpus_per_trial:g} gives every trial a GPU, but {problem}: "
+            "install the CUDA build of torch (README, Quick start), or pass --device cpu to "
+            "train on CPUs while Ray shares out the GPUs it counts"
+        )
 
 
 def run_campaign(
@@ -210,11 +232,13 @@ def run_campaign(
 
     from temseg import tune as ttune
 
-    cluster = connect(where.address, num_cpus=where.num_cpus)
+    cluster = connect(where.address, num_cpus=where.num_cpus, num_gpus=where.num_gpus)
     parent = None
     try:
         try:
             ttune.check_resources(cfg.cpus_per_trial, cfg.gpus_per_trial, cluster)
+            if not where.address:  # a local runtime's trials train with this torch
+                check_local_cuda(cfg.device, cfg.gpus_per_trial)
             if datasets is None:
                 datasets = tsweep.synthetic_series(cfg, where.data_dir)
                 strategy.check_datasets(cfg, where, datasets)
@@ -240,7 +264,7 @@ def run_campaign(
 
 # Fields of a sweep config that say where and how it runs, not what it trains: left out of
 # the sweep's identity, so e.g. another --cpus-per-trial continues the same parent run.
-PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "max_failures", "description")
+PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "device", "max_failures", "description")
 
 
 def open_parent(cfg: Any, strategy: Strategy, where: Placement) -> Any:

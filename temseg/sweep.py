@@ -52,6 +52,7 @@ FIG4_BLOCKS = (2, 3)  # the paper's dilation study used N = 2 and 3
 
 
 PRECISIONS = ("bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
 # SyntheticData's generator knobs: None = the preset's value; otherwise passed to
 # temseg.data.synth.make_contrast_series (dose and fringe_free_fraction as its named options,
 # the others as GeneratorParams overrides). Short names tag the stores' folder and datasets.
@@ -180,6 +181,9 @@ class SweepConfig:
     precision: str = "auto"
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # where trials train: "auto" = the GPU Ray gives a trial, else the CPU; "cpu" = always the
+    # CPU, also when Ray gives GPU shares (logical GPUs); "cuda" = a GPU (gpus_per_trial > 0)
+    device: str = "auto"
     max_failures: int = 2
     experiment: str = ""  # default: temseg-<profile>
     description: str = ""
@@ -218,6 +222,13 @@ class SweepConfig:
             raise ValueError(f"gpus_per_trial must be >= 0, got {self.gpus_per_trial:g}")
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise ValueError(f"gpus_per_trial must be <= 1 or whole, got {self.gpus_per_trial:g}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device == "cuda" and not self.gpus_per_trial > 0:
+            raise ValueError(
+                "device cuda needs gpus_per_trial > 0 (Ray hides the GPUs from a trial it "
+                "gave none)"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
@@ -230,6 +241,12 @@ class SweepConfig:
     @property
     def experiment_name(self) -> str:
         return self.experiment or f"temseg-{self.profile}"
+
+    @property
+    def precision_resolved(self) -> str:
+        """The precision trials train in ("auto" resolved for where they train)."""
+        on_gpu = self.gpus_per_trial if self.device != "cpu" else 0.0
+        return resolve_precision(self.precision, gpus_per_trial=on_gpu)
 
 
 def load_profile(name: str, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -408,7 +425,8 @@ def make_trial(
         val_dihedral=cfg.val_dihedral,
         record_test=cfg.record_test,
         lr_schedule=cfg.lr_schedule,
-        precision=resolve_precision(cfg.precision, gpus_per_trial=cfg.gpus_per_trial),
+        precision=cfg.precision_resolved,
+        device=cfg.device,  # "auto": the trainable picks what Ray gave the trial
     )
     return Trial(ds, train, profile=cfg.profile, search=search, study=study)
 
@@ -457,9 +475,7 @@ def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any
                     "rf_px": a.rf_px,
                     "rf_nm": round(a.rf_px * ds.pixel_size_nm, 2),
                     "n_params": a.n_params,
-                    "precision": resolve_precision(
-                        cfg.precision, gpus_per_trial=cfg.gpus_per_trial
-                    ),
+                    "precision": cfg.precision_resolved,
                     "seeds": len(cfg.seeds),
                 }
             )
@@ -596,6 +612,7 @@ def run_grid(
     dry_run: bool = False,
     report_dir: str | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run the sweep end to end; return one result dict per trial (see temseg.tune.run_trials)."""
     from temseg.campaign import placement, run_campaign
@@ -607,6 +624,7 @@ def run_grid(
         storage_path=storage_path,
         report_dir=report_dir,
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
         resume=resume,
     )
     return run_campaign(cfg, GridStrategy(), where, dry_run=dry_run)

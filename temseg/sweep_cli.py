@@ -151,11 +151,25 @@ def common_parser() -> argparse.ArgumentParser:
         "--address", help="HOST:PORT of a running Ray cluster (default: start a local runtime)"
     )
     g.add_argument("--num-cpus", type=int, help="CPUs of the local runtime (default: all)")
+    g.add_argument(
+        "--num-gpus",
+        type=int,
+        help="GPUs the local runtime declares (default: those Ray detects); with --device cpu "
+        "they may be logical, e.g. to check how --gpus-per-trial packs trials on a CPU machine",
+    )
     g.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (> 0)")
     g.add_argument(
         "--gpus-per-trial",
         type=float,
         help="GPUs per trial, fractional allowed (e.g. 0.25); 0 trains on CPU",
+    )
+    g.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where trials train: auto (default) the GPU Ray gives a trial, else the CPU; cuda: "
+        "a GPU, never the CPU; cpu: the CPU even when Ray gives GPU shares. A trial given a "
+        "GPU that its torch cannot use fails (exit 2 before any trial on a local runtime) "
+        "instead of training on the CPU, unless --device cpu",
     )
     g.add_argument(
         "--tracking-uri",
@@ -317,6 +331,7 @@ def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
         "synthetic": {"seed": args.data_seed},
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
+        "device": args.device,
         **extra,
     }
     return load_profile(args.profile, overrides)
@@ -332,6 +347,7 @@ def _where(args: argparse.Namespace, project_dir: Path | None) -> dict[str, Any]
         storage_path=args.storage_path,
         report_dir=args.report_dir,
         num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
         resume=args.resume,
         dry_run=args.dry_run,
     )

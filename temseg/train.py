@@ -62,6 +62,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cuda_problem() -> str | None:
+    """Why this process's torch cannot train on CUDA, in words; None when it can."""
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} here is a CPU-only build (it cannot use CUDA)"
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} here (CUDA {torch.version.cuda}) sees no CUDA device"
+    return None
+
+
 def epoch_order(seed: int, epoch: int, n_samples: int) -> torch.Tensor:
     """The permutation of augmented-sample indices for one epoch (independent of the model)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

@@ -30,7 +30,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from temseg.train import fit
+from temseg.train import cuda_problem, fit
 
 LOOPBACK_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
 
@@ -39,11 +39,16 @@ class ResourceError(ValueError):
     """The cluster cannot give a trial the resources asked for."""
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, float]:
+def init_ray(
+    address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None
+) -> dict[str, float]:
     """Connect to ``address`` (``HOST:PORT`` of a running cluster) or start a local runtime.
 
     A local runtime gets an explicit CPU count and stays on loopback: Ray would otherwise
     advertise the machine's external address, which a single-node runtime never needs.
+    ``num_gpus`` declares its GPUs (default: the ones Ray detects); Ray only counts them, so
+    a runtime may declare logical GPUs that trials share (``--gpus-per-trial 0.25``) and
+    train on CPUs (``--device cpu``).
     Returns the cluster's resources.
     """
     if not ray.is_initialized():
@@ -68,6 +73,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> dict
             os.environ[OWNER_ENV] = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
             ray.init(
                 num_cpus=num_cpus or os.cpu_count() or 1,
+                num_gpus=num_gpus,
                 _node_ip_address=LOOPBACK_NODE_IP,
                 **common,
             )
@@ -192,11 +198,7 @@ def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
 
     trial = config["trial"]  # the grid samples one {"train": ..., "meta": ...} per trial
     train_cfg, meta = dict(trial["train"]), trial["meta"]
-    if ray.get_gpu_ids():
-        if not train_cfg.get("gpu_fraction"):  # cap this process at its share of the GPU
-            train_cfg["gpu_fraction"] = float(meta.get("gpus_per_trial", 0.0))
-    else:
-        train_cfg["device"] = "cpu"
+    train_cfg.update(trial_device(train_cfg, meta.get("gpus_per_trial", 0.0)))
     run = TrialRun.from_meta(meta)
     if run.finished:  # e.g. the driver died after this trial finished: do not train again
         tune.report({"epoch": train_cfg["epochs"], **run.final, "finished": True, "skipped": True})
@@ -230,6 +232,28 @@ def trainable(config: dict[str, Any], state_root: str | None = None) -> None:
         raise
     if state["finished"] or not state_root:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def trial_device(train_cfg: dict[str, Any], gpus_per_trial: float) -> dict[str, Any]:
+    """Where this trial trains, from what Ray gave it and the sweep's ``device``.
+
+    Ray gave no GPU: the CPU. Ray gave a GPU share: that GPU, capped at the share, unless the
+    user asked for ``--device cpu`` (e.g. logical GPUs on a CPU machine); a torch that cannot
+    use CUDA then fails the trial with one line instead of quietly training on the CPU.
+    """
+    if not ray.get_gpu_ids() or train_cfg.get("device") == "cpu":
+        return {"device": "cpu"}
+    problem = cuda_problem()
+    if problem:
+        node = ray.get_runtime_context().get_node_id()[:12]
+        raise RuntimeError(
+            f"Ray gave this trial GPU {ray.get_gpu_ids()} on node {node}, but {problem}; "
+            "install the CUDA build of torch there, or pass --device cpu to train on CPUs"
+        )
+    out: dict[str, Any] = {"device": "cuda"}
+    if not train_cfg.get("gpu_fraction"):  # cap this process at its share of the GPU
+        out["gpu_fraction"] = float(gpus_per_trial)
+    return out
 
 
 def _runnable(storage_path: str, resources: dict[str, float]) -> Any:

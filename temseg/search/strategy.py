@@ -399,6 +399,7 @@ def run_optuna_search(
     compare_grid: str | None = None,
     warm_start: str | None = None,
     num_cpus: int | None = None,
+    num_gpus: int | None = None,
 ) -> list[dict[str, Any]]:
     """Search every dataset of ``sweep`` once per seed of ``scfg``; return one summary each.
 
@@ -436,6 +437,7 @@ def run_optuna_search(
         storage_path=storage_path,
         report_dir=report_dir,
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
         resume=resume,
     )
     strategy = SearchStrategy(
