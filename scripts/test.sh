@@ -7,8 +7,16 @@
 # a private network namespace that has nothing but loopback: whatever the tests start is then
 # reachable from this machine's loopback alone. Elsewhere (macOS, locked-down kernels) pytest
 # runs directly.
+#
+# First the layers (import-linter contracts in pyproject.toml): an upward import, Ray or
+# MLflow below their rooms or torch in a pure module fails here, before any test runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if ! lint=$(PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/lint-imports --no-cache 2>&1); then
+  echo "$lint" >&2
+  exit 1
+fi
+echo "tests: import contracts kept (lint-imports)" >&2
 if [ "${TEMSEG_TEST_NETNS:-1}" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
    && unshare -rn true 2>/dev/null; then
   echo "tests: in a private network namespace (loopback only)" >&2

@@ -20,7 +20,6 @@ imports Ray or MLflow at module level: ``--dry-run`` and every preflight error a
 
 from __future__ import annotations
 
-import re
 import socket
 import sys
 import time
@@ -52,21 +51,6 @@ def check_address(address: str, *, timeout: float = 5.0) -> None:
             f"head there (`ray start --head --port {port}`) or leave --address out to run on "
             "a local Ray runtime"
         ) from None
-
-
-def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
-    """Ray's run folder for ``key``: a fresh one per run; ``resume`` picks the latest again.
-
-    The latest folder's name is kept in ``<storage_path>/<key>.latest``.
-    """
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:150]
-    pointer = Path(storage_path) / f"{safe}.latest"
-    if resume and pointer.is_file():
-        return pointer.read_text().strip()
-    name = f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    pointer.write_text(name + "\n")
-    return name
 
 
 @dataclass(frozen=True)
@@ -106,10 +90,12 @@ def placement(
     resume: bool = False,
 ) -> Placement:
     """A :class:`Placement` with the project's defaults filled in (no MLflow import)."""
+    from temseg.analysis.collect import default_tracking_uri
+
     project_dir = Path(project_dir)
     return Placement(
         project_dir=project_dir,
-        tracking_uri=tracking_uri or f"sqlite:///{(project_dir / 'mlruns.db').resolve()}",
+        tracking_uri=tracking_uri or default_tracking_uri(project_dir),
         storage_path=str(Path(storage_path or project_dir / "ray_results").resolve()),
         address=address,
         num_cpus=num_cpus,

@@ -1,7 +1,7 @@
 """A receptive-field sweep: profile -> datasets x architectures x seeds -> trials -> results.
 
 Pure planning (profiles, the grid, the trial table) imports neither Ray nor torch, so
-``sweeps/grid.py --dry-run`` answers at once; :func:`run_grid` then hands the trials to
+``sweeps/grid.py --dry-run`` answers at once; :class:`GridStrategy` then hands the trials to
 :mod:`temseg.tune` and writes the report.
 
 Grid (SPEC.md sections 3 and 5): for each N in ``blocks``, every pool sequence over ``kernels``
@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# ClusterError and check_address moved to temseg.campaign; still importable from here
-from temseg.campaign import ClusterError, check_address, ray_run_name  # noqa: F401
 from temseg.config import (
     LR_SCHEDULES,
     PAPER_SEEDS,
@@ -44,6 +41,7 @@ from temseg.receptive_field import (
     pool_sequences,
     resolve_dilations,
 )
+from temseg.tables import print_table
 from temseg.trial import GRID, Dataset, Trial
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
@@ -482,16 +480,6 @@ def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], file=sys.stdout) -> None:
-    if not rows:
-        return
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    print("  ".join(c.ljust(widths[c]) for c in cols), file=file)
-    for r in rows:
-        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols), file=file)
-
-
 def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     """Datasets for a dry run: real stores when given, else the synthetic series as planned."""
     if cfg.data:
@@ -571,7 +559,7 @@ class GridStrategy:
         )
         return ttune.run_trials(
             trials,
-            name=ray_run_name(where.storage_path, cfg.experiment_name, where.resume),
+            name=ttune.ray_run_name(where.storage_path, cfg.experiment_name, where.resume),
             storage_path=where.storage_path,
             cpus_per_trial=cfg.cpus_per_trial,
             gpus_per_trial=cfg.gpus_per_trial,
@@ -582,12 +570,13 @@ class GridStrategy:
     def report(
         self, cfg: SweepConfig, where: Any, results: list[dict[str, Any]], seconds: float
     ) -> tuple[dict[str, float], dict[str, str]]:
-        from temseg import tracking
+        from temseg import grid_report, tracking
+        from temseg.tune import ray_run_name
 
-        _print_summary(results, seconds)
+        grid_report.print_summary(results, seconds)
         out_dir = where.report_path(cfg.experiment_name)
-        _write_report(cfg.experiment_name, where.tracking_uri, out_dir)
-        tracking.register_after_sweep(where.tracking_uri, cfg.experiment_name, out_dir)
+        grid_report.write_report(cfg.experiment_name, where.tracking_uri, out_dir)
+        grid_report.register_after_sweep(where.tracking_uri, cfg.experiment_name, out_dir)
         # ray_run_name with resume=True reads the pointer the run just wrote (no new folder)
         name = ray_run_name(where.storage_path, cfg.experiment_name, True)
         print(
@@ -596,86 +585,6 @@ class GridStrategy:
             f"Ray results: {os.path.join(where.storage_path, name)}",
             flush=True,
         )
-        metrics, tags = tracking.grid_summary_for_parent(out_dir)
+        metrics, tags = grid_report.summary_for_parent(out_dir)
         failed = sum(1 for r in results if r["error"])
         return {**metrics, "trials": len(results), "failed_trials": failed}, tags
-
-
-def run_grid(
-    cfg: SweepConfig,
-    *,
-    project_dir: Path,
-    address: str | None = None,
-    tracking_uri: str | None = None,
-    storage_path: str | None = None,
-    resume: bool = False,
-    dry_run: bool = False,
-    report_dir: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-) -> list[dict[str, Any]]:
-    """Run the sweep end to end; return one result dict per trial (see temseg.tune.run_trials)."""
-    from temseg.campaign import placement, run_campaign
-
-    where = placement(
-        project_dir,
-        address=address,
-        tracking_uri=tracking_uri,
-        storage_path=storage_path,
-        report_dir=report_dir,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        resume=resume,
-    )
-    return run_campaign(cfg, GridStrategy(), where, dry_run=dry_run)
-
-
-def _print_summary(results: list[dict[str, Any]], seconds: float) -> None:
-    rows = []
-    for r in sorted(
-        results, key=lambda r: (r["meta"]["params"]["dataset"], r["meta"]["params"]["rf_px"])
-    ):
-        p, m = r["meta"]["params"], r["metrics"]
-        rows.append(
-            {
-                "dataset": p["dataset"],
-                "N": p["num_blocks"],
-                "pools": p["pools"],
-                "dilations": p["dilations"],
-                "seed": p["seed"],
-                "rf_px": p["rf_px"],
-                "rf_nm": p["rf_nm"],
-                "best_val_dice": f"{m['best_val_hard_dice']:.4f}"
-                if "best_val_hard_dice" in m
-                else "",
-                "test_hard_dice": f"{m['test_hard_dice']:.4f}" if "test_hard_dice" in m else "",
-                "best_epoch": f"{m['best_epoch']:.0f}/{p['epochs']}"
-                + (" still improving" if m["best_epoch"] >= p["epochs"] else "")
-                if "best_epoch" in m
-                else "",
-                "status": "ok" if r["error"] is None else "FAILED",
-            }
-        )
-    failed = sum(r["error"] is not None for r in results)
-    print(
-        f"\nsweep finished in {seconds:.0f} s: {len(results) - failed} trials ok, {failed} failed"
-    )
-    print_table(rows)
-
-
-def _write_report(experiment: str, tracking_uri: str, out_dir: Path) -> None:
-    try:
-        from temseg.analysis.report import write_report
-    except ImportError:
-        return
-    try:
-        path = write_report(experiment, tracking_uri, out_dir)
-        import pandas as pd
-
-        answers = pd.read_csv(path / "answers.csv")
-        print("\nanswer (which receptive field is enough):", flush=True)
-        for sentence in answers["sentence"]:
-            print(f"- {sentence}", flush=True)
-        print(f"report: {path / 'report.html'}", flush=True)
-    except Exception as exc:  # the sweep's results are in MLflow whatever the report does
-        print(f"report: not written ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)

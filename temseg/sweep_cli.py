@@ -3,8 +3,8 @@
 ``python sweeps/grid.py`` and ``python sweeps/optuna_search.py`` are thin entry points over
 :func:`grid_main` and :func:`search_main`. Both faces parse, build a validated
 :class:`temseg.sweep.SweepConfig` (exit 2 with one line naming the field on a bad value), and
-call one function: :func:`temseg.sweep.run_grid` or :func:`temseg.search.run_optuna_search`,
-both :func:`temseg.campaign.run_campaign` with their strategy. Nothing heavy is imported before
+call one function, :func:`temseg.campaign.run_campaign`, with their strategy
+(:class:`temseg.sweep.GridStrategy` or :class:`temseg.search.SearchStrategy`). Nothing heavy is imported before
 the config is valid, so ``--help``, ``--dry-run`` and bad flags answer at once.
 """
 
@@ -337,11 +337,12 @@ def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
     return load_profile(args.profile, overrides)
 
 
-def _where(args: argparse.Namespace, project_dir: Path | None) -> dict[str, Any]:
-    from temseg.campaign import PROJECT_DIR
+def _where(args: argparse.Namespace, project_dir: Path | None) -> Any:
+    """The :class:`temseg.campaign.Placement` of the resource and storage flags."""
+    from temseg.campaign import PROJECT_DIR, placement
 
-    return dict(
-        project_dir=project_dir or PROJECT_DIR,
+    return placement(
+        project_dir or PROJECT_DIR,
         address=args.address,
         tracking_uri=args.tracking_uri,
         storage_path=args.storage_path,
@@ -349,7 +350,6 @@ def _where(args: argparse.Namespace, project_dir: Path | None) -> dict[str, Any]
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         resume=args.resume,
-        dry_run=args.dry_run,
     )
 
 
@@ -371,9 +371,11 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
     """Run ``temseg grid`` from parsed arguments; the exit code (2: refused at start)."""
     try:
         cfg = sweep_config(args, seeds=args.seeds, epochs=args.epochs, experiment=args.experiment)
-        from temseg.sweep import run_grid
+        from temseg.campaign import run_campaign
+        from temseg.sweep import GridStrategy
 
-        results = run_grid(cfg, **_where(args, project_dir))
+        where = _where(args, project_dir)
+        results = run_campaign(cfg, GridStrategy(), where, dry_run=args.dry_run)
     except _errors() as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
@@ -385,7 +387,8 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
 def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | None = None) -> int:
     """Run ``temseg search`` from parsed arguments; the exit code (2: refused at start)."""
     try:
-        from temseg.search import run_optuna_search, search_config
+        from temseg.campaign import run_campaign
+        from temseg.search import SEARCH_METHOD, SearchStrategy, search_config
 
         sweep = sweep_config(args)
         scfg = search_config(
@@ -403,14 +406,14 @@ def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | 
                 "max_concurrent": args.max_concurrent,
             }
         )
-        summaries = run_optuna_search(
+        strategy = SearchStrategy(
             scfg,
-            sweep,
-            experiment=args.experiment,
+            experiment=args.experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}",
             compare_grid=args.compare_grid,
             warm_start=args.warm_start,
-            **_where(args, project_dir),
         )
+        where = _where(args, project_dir)
+        summaries = run_campaign(sweep, strategy, where, dry_run=args.dry_run)
     except _errors() as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,14 +25,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from temseg.trial import (  # noqa: F401
-    TAG_ERROR,
-    TAG_PARENT,
-    TAG_SWEEP_KEY,
-    TAG_TRIAL_KEY,
-    run_name,
-    trial_key,
-)
+from temseg.trial import TAG_ERROR, TAG_PARENT, TAG_SWEEP_KEY, TAG_TRIAL_KEY
 
 EPOCH_METRICS = (
     "train_loss",
@@ -58,10 +50,6 @@ FINAL_METRICS = (
 
 class TrackingError(RuntimeError):
     """The MLflow tracking store cannot be used."""
-
-
-def default_tracking_uri(project_dir: Path) -> str:
-    return f"sqlite:///{(project_dir / 'mlruns.db').resolve()}"
 
 
 def check_tracking(uri: str, *, timeout: float = 5.0) -> None:
@@ -330,57 +318,6 @@ def register_checkpoint(
     return version.version
 
 
-def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[dict[str, Any]]:
-    """Register, per dataset, the sweep's recommended trial as ``temseg-<dataset>@recommended``.
-
-    The trial is chosen by :func:`temseg.analysis.recommend.recommended_trials` from the
-    report's ``recommendation.csv`` (in ``report_dir``) and the experiment's runs. Returns one dict
-    per dataset (the chosen trial, ``model`` and ``version``).
-    """
-    import pandas as pd
-
-    from temseg.analysis import collect
-    from temseg.analysis.recommend import recommended_trials
-
-    rec_csv = Path(report_dir) / "recommendation.csv"
-    if not rec_csv.is_file():
-        raise FileNotFoundError(f"{rec_csv}: no recommendation (the report was not written)")
-    recommendation = pd.read_csv(rec_csv)
-    client = MlflowClient(uri)
-    trials = collect.load_runs(experiment, client=client)  # carries best_val_hard_dice
-    out = []
-    for r in recommended_trials(trials, recommendation).to_dict("records"):
-        name = registered_model_name(r["dataset"])
-        card = {
-            k: r[k]
-            for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
-        }
-        card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
-        version = register_checkpoint(
-            uri, r["run_id"], name, pixel_size_nm=float(r["pixel_size_nm"]), card=card
-        )
-        out.append({**r, "model": name, "version": version})
-    return out
-
-
-def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:
-    """The sweep's last step: register the recommended networks and say so; a failure here
-    is reported and never fails the sweep (its results are in MLflow either way)."""
-    try:
-        for r in register_recommended(uri, experiment, report_dir):
-            print(
-                f"registry: {r['model']}@{RECOMMENDED_ALIAS} = version {r['version']} (run "
-                f"{r['run_id']}, N={r['num_blocks']} pools {r['pools']} dilations "
-                f"{r['dilations']}, RF {r['rf_px']} px, seed {r['seed']}, val dice "
-                f"{r['best_val_hard_dice']:.4f}; {r['reason']}); segment with\n"
-                f"  temseg segment IMAGE --model models:/{r['model']}@{RECOMMENDED_ALIAS} "
-                f"--tracking-uri {uri} --out seg/",
-                flush=True,
-            )
-    except Exception as exc:
-        print(f"registry: not updated ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The sweep's parent run: one per sweep or search, every trial run its child.
 
@@ -468,40 +405,6 @@ class SweepRun:
     def end(self, status: str) -> None:
         """Close the parent without a report: ``KILLED`` (interrupted) or ``FAILED``."""
         self.client.set_terminated(self.run_id, status)
-
-
-def grid_summary_for_parent(report_dir: Path) -> tuple[dict[str, float], dict[str, str]]:
-    """Metrics and tags of a grid's parent run from its report's ``recommendation.csv`` and
-    ``summary.csv``: per dataset the best seed-mean test dice, the plateau dice, the
-    recommended (cheapest) and smallest-RF networks; the sentences become the description."""
-    import pandas as pd
-
-    metrics: dict[str, float] = {}
-    tags: dict[str, str] = {}
-    summary_csv = Path(report_dir) / "summary.csv"
-    if summary_csv.is_file():
-        summary = pd.read_csv(summary_csv)
-        for ds, rows in summary.groupby("dataset"):
-            metrics[f"{ds}/best_test_dice"] = float(rows["test_hard_dice_mean"].max())
-    rec_csv = Path(report_dir) / "recommendation.csv"
-    if rec_csv.is_file():
-        sentences = []
-        for r in pd.read_csv(rec_csv).to_dict("records"):
-            ds = r["dataset"]
-            metrics[f"{ds}/plateau_dice"] = float(r["plateau_dice"])
-            for which, rf in (("cheapest", "cheapest_rf_px"), ("smallest_rf", "smallest_rf_px")):
-                if isinstance(r.get(f"{which}_network"), str):
-                    metrics[f"{ds}/{rf}"] = float(r[rf])
-                    tags[f"temseg.{which}.{ds}"] = (
-                        f"{r[f'{which}_network']} RF {int(r[rf])} px, dice "
-                        f"{r[f'{which}_dice_mean']:.3f} +- {r[f'{which}_dice_std']:.3f}"
-                    )
-            tags[f"temseg.status.{ds}"] = str(r["status"])
-            if isinstance(r.get("sentence"), str):
-                sentences.append(r["sentence"])
-        if sentences:
-            tags[TAG_NOTE] = "\n\n".join(sentences)
-    return metrics, tags
 
 
 def browse_hint(uri: str, experiment: str, port: int = 5000) -> str:

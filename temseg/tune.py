@@ -506,6 +506,21 @@ class _Progress(_Live):
         self._line(trial, "FAILED")
 
 
+def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
+    """Ray's run folder for ``key``: a fresh one per run; ``resume`` picks the latest again.
+
+    The latest folder's name is kept in ``<storage_path>/<key>.latest``.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:150]
+    pointer = Path(storage_path) / f"{safe}.latest"
+    if resume and pointer.is_file():
+        return pointer.read_text().strip()
+    name = f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(name + "\n")
+    return name
+
+
 def trial_dirname(run_name: str) -> str:
     """A trial's folder name from its run name: ``c0.090 N2 p4-4 s752`` -> ``c0.090_N2_p4-4_s752``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)[:120]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from temseg.tracking import grid_summary_for_parent
+from temseg.grid_report import summary_for_parent
 
 
 def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
@@ -30,7 +30,7 @@ def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
             "sentence": ["lo: 3 networks on the plateau", "hi: undetermined"],
         }
     ).to_csv(tmp_path / "recommendation.csv", index=False)
-    metrics, tags = grid_summary_for_parent(tmp_path)
+    metrics, tags = summary_for_parent(tmp_path)
     assert metrics["lo/best_test_dice"] == 0.79 and metrics["hi/best_test_dice"] == 0.89
     assert metrics["lo/plateau_dice"] == 0.795
     assert (metrics["lo/cheapest_rf_px"], metrics["lo/smallest_rf_px"]) == (120.0, 80.0)

@@ -248,7 +248,7 @@ def test_registered_model_round_trip(tmp_path, capsys):
     """Sweep-like runs in a real SQLite store -> register_recommended -> segment models:/."""
     from mlflow import MlflowClient
 
-    from temseg import tracking
+    from temseg import grid_report, tracking
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     exp = tracking.ensure_experiment(uri, "study")
@@ -275,7 +275,7 @@ def test_registered_model_round_trip(tmp_path, capsys):
     pd.DataFrame(
         [{"dataset": "ds", "status": "plateau", "cheapest_network": "N2-p4.4-d1.1.1"}]
     ).to_csv(report / "recommendation.csv", index=False)
-    tracking.register_after_sweep(uri, "study", report)
+    grid_report.register_after_sweep(uri, "study", report)
     assert "registry: temseg-ds@recommended = version 1" in capsys.readouterr().out
     mv = MlflowClient(uri, registry_uri=uri).get_model_version_by_alias("temseg-ds", "recommended")
     assert (

@@ -378,7 +378,7 @@ def test_ctrl_c_leaves_no_ray_process_and_marks_the_parent_killed(tmp_path, stor
 def test_precision_is_in_the_trial_key_the_params_and_the_table():
     from temseg.config import ConfigError, from_dict
     from temseg.sweep import Dataset, SweepConfig, build_trials, load_profile, trial_table
-    from temseg.tracking import trial_key
+    from temseg.trial import trial_key
 
     datasets = [Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 0.1)]
     grid_cfg = dict(blocks=(2,), pools=("2-2",), dilation_variants=False, seeds=(752,))

@@ -83,11 +83,10 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def default_tracking_uri() -> str:
-    """``sqlite:///<repo>/mlruns.db``: the project's own store (repo = folder above temseg)."""
-    from temseg.tracking import default_tracking_uri as project_uri
-
-    return project_uri(REPO)
+def default_tracking_uri(project_dir: Path = REPO) -> str:
+    """``sqlite:///<project>/mlruns.db``: a project's own store (default: the folder above
+    temseg), where a sweep writes unless told otherwise and where readers look."""
+    return f"sqlite:///{(Path(project_dir) / 'mlruns.db').resolve()}"
 
 
 def _check_uri(tracking_uri: str) -> str:

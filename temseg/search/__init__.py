@@ -55,7 +55,6 @@ from temseg.search.strategy import (
     SearchStrategy,
     TrialFactory,
     plan,
-    run_optuna_search,
     warm_outcomes,
 )
 from temseg.search.summary import (
@@ -93,7 +92,6 @@ __all__ = [
     "plan",
     "propose_sequence",
     "recommend",
-    "run_optuna_search",
     "search_config",
     "search_trials",
     "seeds_overview",

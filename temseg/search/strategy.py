@@ -1,6 +1,6 @@
 """The search as a :class:`temseg.campaign.Strategy`: per dataset and seed, one study.
 
-:func:`run_optuna_search` hands :class:`SearchStrategy` to :func:`temseg.campaign.run_campaign`
+``temseg search`` hands :class:`SearchStrategy` to :func:`temseg.campaign.run_campaign`
 (preflight, Ray runtime, data, report: shared with the grid); every Ray call is in
 :func:`temseg.tune.run_search`, every MLflow write in :mod:`temseg.tracking`.
 """
@@ -39,6 +39,7 @@ from temseg.search.summary import (
     summarize,
     write_summary,
 )
+from temseg.tables import print_table
 from temseg.trial import TAG_SEARCH
 
 
@@ -88,7 +89,7 @@ def _max_concurrent(scfg: SearchConfig, sweep: Any, cluster: Mapping[str, float]
 
 def _ray_name(storage_path: str, experiment: str, study: str, resume: bool) -> str:
     """Ray's run folder of one study: a fresh one per search; ``--resume`` picks the latest."""
-    from temseg.campaign import ray_run_name
+    from temseg.tune import ray_run_name
 
     return ray_run_name(storage_path, f"{experiment}_{study}", resume)
 
@@ -168,10 +169,14 @@ def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[s
 class SearchStrategy:
     """The search as a :class:`temseg.campaign.Strategy`: one study per dataset and seed.
 
-    ``experiment`` is the MLflow experiment of the search runs; ``compare_grid`` a finished
-    grid experiment in the same store; ``warm_start`` an experiment in the same store whose
-    finished runs (same dataset, the search's training seed) are told to the sampler, not
-    retrained. ``studies``, ``grids`` and ``warm`` are filled by the preflight.
+    Every dataset of the sweep config (a :class:`temseg.sweep.SweepConfig`: datasets, the
+    space, the protocol, resources per trial) is searched once per seed of ``scfg`` (trials,
+    epochs, objective, seeds, tolerance, ASHA). ``experiment`` is the MLflow experiment of the
+    search runs; ``compare_grid`` a finished grid experiment in the same store (each summary
+    then carries ``comparison``: compute to come within ``scfg.tolerance`` of the grid's best,
+    as fractions of the grid's); ``warm_start`` an experiment in the same store whose finished
+    runs (same dataset, the search's training seed, trained for ``max_epochs``) are told to the
+    sampler, not retrained. ``studies``, ``grids`` and ``warm`` are filled by the preflight.
     """
 
     scfg: SearchConfig
@@ -195,8 +200,6 @@ class SearchStrategy:
         return self.scfg.max_epochs or sweep.epochs
 
     def plan(self, sweep: Any, datasets: Sequence[Any]) -> None:
-        from temseg.sweep import print_table
-
         print_table(plan(self.scfg, sweep, datasets))
         print(
             f"\n{len(datasets)} dataset(s) x {len(self.scfg.seeds)} search seed(s), up to "
@@ -382,68 +385,3 @@ def parent_summary(summaries: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
     if answers:
         tags["mlflow.note.content"] = "\n\n".join(answers)
     return metrics, tags
-
-
-def run_optuna_search(
-    scfg: SearchConfig,
-    sweep: Any,
-    *,
-    project_dir: Path,
-    experiment: str | None = None,
-    address: str | None = None,
-    tracking_uri: str | None = None,
-    storage_path: str | None = None,
-    report_dir: str | None = None,
-    resume: bool = False,
-    dry_run: bool = False,
-    compare_grid: str | None = None,
-    warm_start: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-) -> list[dict[str, Any]]:
-    """Search every dataset of ``sweep`` once per seed of ``scfg``; return one summary each.
-
-    Parameters
-    ----------
-    scfg
-        The search (trials, epochs, objective, seeds, tolerance, ASHA).
-    sweep
-        A :class:`temseg.sweep.SweepConfig` (profile + flags): datasets, the space (blocks,
-        kernels or pool sequences, dilation sets), protocol (lr, batch size, augmentation,
-        precision) and resources per trial.
-    experiment
-        MLflow experiment of the search runs (default ``<profile experiment>-optuna``).
-    compare_grid
-        A finished grid experiment in the same tracking store: each summary then carries
-        ``comparison`` (compute to come within ``scfg.tolerance`` of the grid's best, as
-        fractions of the grid's compute).
-    warm_start
-        An experiment in the same tracking store: its finished runs on each dataset with the
-        search's training seed, trained for ``max_epochs``, are told to the sampler as
-        completed trials and not retrained (the search proposes new architectures only).
-
-    Returns
-    -------
-    One dict per dataset x seed: :func:`summarize`'s fields, ``comparison`` (or None),
-    ``answer`` (plain words), ``report_dir``. The orchestration (preflight, Ray runtime,
-    data) is :func:`temseg.campaign.run_campaign`'s, shared with the grid.
-    """
-    from temseg.campaign import placement, run_campaign
-
-    where = placement(
-        project_dir,
-        address=address,
-        tracking_uri=tracking_uri,
-        storage_path=storage_path,
-        report_dir=report_dir,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        resume=resume,
-    )
-    strategy = SearchStrategy(
-        scfg,
-        experiment=experiment or f"{sweep.experiment_name}-{SEARCH_METHOD}",
-        compare_grid=compare_grid,
-        warm_start=warm_start,
-    )
-    return run_campaign(sweep, strategy, where, dry_run=dry_run)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from temseg.receptive_field import (
     train_gflop,
 )
 from temseg.search.space import COST_METRIC, COST_WORDS, SearchConfig
+from temseg.tables import print_table
 
 
 def pareto_front(rows: Sequence[Mapping[str, Any]], *, dice: str, cost: str) -> list[dict]:
@@ -367,7 +367,7 @@ def seeds_overview(summaries: Sequence[Mapping[str, Any]]) -> str:
     import io
 
     buf = io.StringIO()
-    print_rows(rows, list(rows[0]) if rows else [], file=buf)
+    print_table(rows, list(rows[0]) if rows else [], file=buf)
     lines.append(buf.getvalue().rstrip())
     for key, words in (
         ("frac_epochs", "trial-epochs"),
@@ -384,19 +384,6 @@ def seeds_overview(summaries: Sequence[Mapping[str, Any]]) -> str:
     if missed:
         lines.append(f"{missed} search(es) never came within the tolerance")
     return "\n".join(lines)
-
-
-def print_rows(rows: Sequence[Mapping[str, Any]], cols: Sequence[str], file=sys.stdout) -> None:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return "" if math.isnan(v) else f"{v:.4g}"
-        return str(v)
-
-    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)), file=file)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)), file=file)
 
 
 TABLE_COLS = (
@@ -424,11 +411,11 @@ def print_summary(summary: Mapping[str, Any]) -> None:
         ),
         flush=True,
     )
-    print_rows(sorted(summary["trials"], key=lambda t: (t["num_blocks"], t["rf_px"])), TABLE_COLS)
+    print_table(sorted(summary["trials"], key=lambda t: (t["num_blocks"], t["rf_px"])), TABLE_COLS)
     cost = COST_METRIC[summary["cost"]]
     if summary["pareto_front"]:
         print(f"\nPareto front (validation dice up, {COST_WORDS[summary['cost']]} down):")
-        print_rows(summary["pareto_front"], ("architecture", "rf_px", cost, "best_val_dice"))
+        print_table(summary["pareto_front"], ("architecture", "rf_px", cost, "best_val_dice"))
     print("\n" + summary["answer"], flush=True)
     print(f"report: {summary['report_dir']}", flush=True)
 
