@@ -413,11 +413,11 @@ def main(argv=None) -> int:
             )
             wall = time.perf_counter() - t0
             mem = poller.snapshot(os.getpid())
-            failed = [r for r in results if r["error"] is not None]
-            skipped = [r for r in results if r["metrics"].get("skipped")]
+            failed = [r for r in results if r.error is not None]
+            skipped = [r for r in results if r.metrics.get("skipped")]
             if failed or skipped:
                 for r in failed:
-                    print(f"  FAILED {r['meta']['run_name']}: {r['error']}", file=sys.stderr)
+                    print(f"  FAILED {r.trial.run_name}: {r.error}", file=sys.stderr)
                 if skipped:
                     print(
                         f"  {len(skipped)} trials were skipped as already finished", file=sys.stderr
@@ -426,7 +426,7 @@ def main(argv=None) -> int:
             per_trial = mem["per_trial_mib"]
             if per_trial is None and mem["peak_total_mib"] and idle is not None:
                 per_trial = (mem["peak_total_mib"] - idle) / conc  # per-process hidden
-            seconds = [r["metrics"].get("seconds", float("nan")) for r in results]
+            seconds = [r.metrics.get("seconds", float("nan")) for r in results]
             rows.append(
                 {
                     "fraction": fraction,

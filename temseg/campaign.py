@@ -26,9 +26,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from temseg.config import ConfigError
+from temseg.sweep import SweepConfig
+from temseg.trial import Dataset
+
+R = TypeVar("R")
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -105,24 +109,28 @@ def placement(
     )
 
 
-class Strategy(Protocol):
-    """What differs between a grid and a search; :func:`run_campaign` does the rest."""
+class Strategy(Protocol[R]):
+    """What differs between a grid and a search; :func:`run_campaign` does the rest.
 
-    def plan(self, cfg: Any, datasets: Sequence[Any]) -> None:
+    ``R`` is what one strategy's run gives: a :class:`temseg.trial.TrialResult` per trial
+    (the grid), a summary per study (the search).
+    """
+
+    def plan(self, cfg: SweepConfig, datasets: Sequence[Dataset]) -> None:
         """Print what would run on ``datasets`` (``--dry-run``)."""
 
-    def check_space(self, cfg: Any, patch_size: int) -> None:
+    def check_space(self, cfg: SweepConfig, patch_size: int) -> None:
         """Raise :class:`ConfigError` when the space has nothing to train at ``patch_size``."""
 
-    def preflight(self, cfg: Any, where: Placement) -> None:
+    def preflight(self, cfg: SweepConfig, where: Placement) -> None:
         """Checks of the tracking store that need no dataset (e.g. a grid to compare with)."""
 
-    def check_datasets(self, cfg: Any, where: Placement, datasets: Sequence[Any]) -> None:
+    def check_datasets(self, cfg: SweepConfig, where: Placement, datasets: Sequence[Dataset]) -> None:
         """Checks that need the datasets (e.g. a study that would collide)."""
 
     name: str  # "grid" or "search": the kind of the sweep's parent run
 
-    def experiment_of(self, cfg: Any) -> str:
+    def experiment_of(self, cfg: SweepConfig) -> str:
         """The MLflow experiment of the trial runs and the parent run."""
 
     def identity(self) -> dict[str, Any]:
@@ -130,17 +138,17 @@ class Strategy(Protocol):
 
     def run(
         self,
-        cfg: Any,
+        cfg: SweepConfig,
         where: Placement,
         cluster: dict[str, float],
-        datasets: Sequence[Any],
+        datasets: Sequence[Dataset],
         parent_run_id: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[R]:
         """Train (Ray is up); one result per trial or study; trial runs are children of
         ``parent_run_id``."""
 
     def report(
-        self, cfg: Any, where: Placement, results: list[dict[str, Any]], seconds: float
+        self, cfg: SweepConfig, where: Placement, results: list[R], seconds: float
     ) -> tuple[dict[str, float], dict[str, str]]:
         """Summaries and reports, after the Ray runtime is shut down; the parent run's
         summary metrics and tags."""
@@ -183,8 +191,8 @@ def check_local_cuda(device: str, gpus_per_trial: float) -> None:
 
 
 def run_campaign(
-    cfg: Any, strategy: Strategy, where: Placement, *, dry_run: bool = False
-) -> list[dict[str, Any]]:
+    cfg: SweepConfig, strategy: Strategy[R], where: Placement, *, dry_run: bool = False
+) -> list[R]:
     """Preflight, runtime, data, run and report of one sweep (see the module docstring).
 
     ``cfg`` is a :class:`temseg.sweep.SweepConfig` (validated when built).
@@ -253,7 +261,7 @@ def run_campaign(
 PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "device", "max_failures", "description")
 
 
-def open_parent(cfg: Any, strategy: Strategy, where: Placement) -> Any:
+def open_parent(cfg: SweepConfig, strategy: Strategy[Any], where: Placement) -> Any:
     """The sweep's MLflow parent run, created or found again (:class:`tracking.SweepRun`)."""
     from temseg import tracking
     from temseg.config import to_dict

@@ -12,36 +12,37 @@ from pathlib import Path
 from typing import Any
 
 from temseg import tracking
+from temseg.receptive_field import format_seq
 from temseg.tables import print_table
+from temseg.trial import TrialResult
 
 
-def print_summary(results: list[dict[str, Any]], seconds: float) -> None:
+def print_summary(results: list[TrialResult], seconds: float) -> None:
+    """The sweep's trials, one line each, by dataset and receptive field."""
     rows = []
-    for r in sorted(
-        results, key=lambda r: (r["meta"]["params"]["dataset"], r["meta"]["params"]["rf_px"])
-    ):
-        p, m = r["meta"]["params"], r["metrics"]
+    for r in sorted(results, key=lambda r: (r.trial.dataset, r.trial.architecture.rf_px)):
+        t, arch, m = r.trial.train, r.trial.architecture, r.metrics
         rows.append(
             {
-                "dataset": p["dataset"],
-                "N": p["num_blocks"],
-                "pools": p["pools"],
-                "dilations": p["dilations"],
-                "seed": p["seed"],
-                "rf_px": p["rf_px"],
-                "rf_nm": p["rf_nm"],
+                "dataset": r.trial.dataset,
+                "N": arch.num_blocks,
+                "pools": format_seq(arch.pools),
+                "dilations": format_seq(arch.dilations),
+                "seed": t.seed,
+                "rf_px": arch.rf_px,
+                "rf_nm": r.trial.rf_nm,
                 "best_val_dice": f"{m['best_val_hard_dice']:.4f}"
                 if "best_val_hard_dice" in m
                 else "",
                 "test_hard_dice": f"{m['test_hard_dice']:.4f}" if "test_hard_dice" in m else "",
-                "best_epoch": f"{m['best_epoch']:.0f}/{p['epochs']}"
-                + (" still improving" if m["best_epoch"] >= p["epochs"] else "")
+                "best_epoch": f"{m['best_epoch']:.0f}/{t.epochs}"
+                + (" still improving" if m["best_epoch"] >= t.epochs else "")
                 if "best_epoch" in m
                 else "",
-                "status": "ok" if r["error"] is None else "FAILED",
+                "status": "ok" if r.error is None else "FAILED",
             }
         )
-    failed = sum(r["error"] is not None for r in results)
+    failed = sum(r.error is not None for r in results)
     print(
         f"\nsweep finished in {seconds:.0f} s: {len(results) - failed} trials ok, {failed} failed"
     )

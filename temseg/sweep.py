@@ -42,7 +42,7 @@ from temseg.receptive_field import (
     resolve_dilations,
 )
 from temseg.tables import print_table
-from temseg.trial import GRID, Dataset, Trial
+from temseg.trial import GRID, Dataset, Trial, TrialResult
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 PROFILES = ("smoke", "demo", "validation", "paper")
@@ -539,7 +539,7 @@ class GridStrategy:
         cluster: dict[str, float],
         datasets: list[Dataset],
         parent_run_id: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[TrialResult]:
         from temseg import tracking
         from temseg import tune as ttune
 
@@ -568,7 +568,7 @@ class GridStrategy:
         )
 
     def report(
-        self, cfg: SweepConfig, where: Any, results: list[dict[str, Any]], seconds: float
+        self, cfg: SweepConfig, where: Any, results: list[TrialResult], seconds: float
     ) -> tuple[dict[str, float], dict[str, str]]:
         from temseg import grid_report, tracking
         from temseg.tune import ray_run_name
@@ -586,5 +586,5 @@ class GridStrategy:
             flush=True,
         )
         metrics, tags = grid_report.summary_for_parent(out_dir)
-        failed = sum(1 for r in results if r["error"])
+        failed = sum(1 for r in results if r.error)
         return {**metrics, "trials": len(results), "failed_trials": failed}, tags

@@ -381,7 +381,7 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
         return 2
     except KeyboardInterrupt as exc:
         return _interrupted(name, exc)
-    return 1 if any(r["error"] for r in results) else 0
+    return 1 if any(r.error for r in results) else 0
 
 
 def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | None = None) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from temseg.trial import TAG_ERROR, TAG_PARENT, TAG_SWEEP_KEY, TAG_TRIAL_KEY
+from temseg.trial import TAG_ERROR, TAG_PARENT, TAG_SWEEP_KEY, TAG_TRIAL_KEY, RayTrial
 
 EPOCH_METRICS = (
     "train_loss",
@@ -162,17 +162,17 @@ class TrialRun:
                 log_dataset_input(self.client, self.run_id, dataset_input)
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> TrialRun:
-        """The run of the trial described by a sweep trial's ``meta`` (see temseg.sweep)."""
+    def for_trial(cls, trial: RayTrial) -> TrialRun:
+        """The run of a planned trial (:class:`temseg.trial.RayTrial`), created or found."""
         return cls(
-            meta["tracking_uri"],
-            meta["experiment_id"],
-            meta["trial_key"],
-            meta["run_name"],
-            params=meta["params"],
-            tags=meta["tags"],
-            parent_run_id=meta.get("parent_run_id"),
-            dataset_input=meta.get("dataset_input"),
+            trial.tracking_uri,
+            trial.experiment_id,
+            trial.trial_key,
+            trial.run_name,
+            params=trial.params,
+            tags=trial.tags,
+            parent_run_id=trial.parent_run_id,
+            dataset_input=trial.dataset_input,
         )
 
     def set_tags(self, tags: dict[str, Any]) -> None:

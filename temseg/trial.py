@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from temseg.config import RESOURCE_KEYS, TrainConfig, to_dict
+from temseg.config import RESOURCE_KEYS, TrainConfig, from_dict, to_dict
 from temseg.receptive_field import Architecture, format_seq
 
 # MLflow tags of a trial's run, one name each (the MLflow boundary).
@@ -171,17 +171,95 @@ class Trial:
         """The plain ``{"train", "meta"}`` dict Ray Tune carries to the trainable
         (``parent_run_id``: the sweep's MLflow parent run, whose child this trial's run is)."""
         params, tags = self.mlflow()
+        return RayTrial(
+            train=self.train,
+            run_name=self.run_name,
+            trial_key=self.key(experiment_id),
+            tracking_uri=tracking_uri,
+            experiment_id=experiment_id,
+            gpus_per_trial=gpus_per_trial,
+            params=params,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            dataset_input=self.dataset.mlflow_input(),
+        ).encode()
+
+
+# What Ray carries for a trial besides its TrainConfig, in the order the wire form lists it.
+_RAY_FIELDS = (
+    "run_name",
+    "trial_key",
+    "tracking_uri",
+    "experiment_id",
+    "gpus_per_trial",
+    "params",
+    "tags",
+    "parent_run_id",
+    "dataset_input",
+)
+
+
+@dataclass(frozen=True)
+class RayTrial:
+    """A planned trial as the trainable, the progress lines and the results see it.
+
+    Ray Tune carries :meth:`encode`'s plain ``{"train", "meta"}`` dict (its param space and
+    experiment snapshots hold JSON-like values, and sweeps snapshotted by earlier versions
+    restore from that same shape); whoever receives one calls :meth:`decode` once and reads
+    typed fields from then on. The wire keys are known here only.
+    """
+
+    train: TrainConfig
+    run_name: str
+    trial_key: str
+    tracking_uri: str
+    experiment_id: str
+    params: dict[str, Any]  # the run's MLflow params (Trial.mlflow)
+    tags: dict[str, str]  # the run's MLflow tags (Trial.mlflow)
+    gpus_per_trial: float = 0.0
+    parent_run_id: str | None = None  # the sweep's MLflow parent run
+    dataset_input: dict[str, Any] | None = None  # Dataset.mlflow_input
+
+    @property
+    def dataset(self) -> str:
+        return str(self.params["dataset"])
+
+    @property
+    def architecture(self) -> Architecture:
+        return self.train.model
+
+    @property
+    def rf_nm(self) -> float:
+        return float(self.params["rf_nm"])
+
+    def encode(self) -> dict[str, Any]:
+        """The plain dict Ray Tune carries: ``{"train": TrainConfig as a dict, "meta": ...}``."""
         return {
             "train": to_dict(self.train),
-            "meta": {
-                "run_name": self.run_name,
-                "trial_key": self.key(experiment_id),
-                "tracking_uri": tracking_uri,
-                "experiment_id": experiment_id,
-                "gpus_per_trial": gpus_per_trial,
-                "params": params,
-                "tags": tags,
-                "parent_run_id": parent_run_id,
-                "dataset_input": self.dataset.mlflow_input(),
-            },
+            "meta": {name: getattr(self, name) for name in _RAY_FIELDS},
         }
+
+    @classmethod
+    def decode(cls, data: dict[str, Any]) -> RayTrial:
+        """The typed trial of an :meth:`encode`'d dict (also one a Ray snapshot kept)."""
+        meta = data["meta"]
+        return cls(
+            train=from_dict(TrainConfig, dict(data["train"])),
+            **{name: meta.get(name) for name in _RAY_FIELDS if name in meta},
+        )
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> RayTrial:
+        """The trial of a Ray trial's ``config`` (the grid's and the search's param space put
+        the encoded trial under ``"trial"``)."""
+        return cls.decode(config["trial"])
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """How one trial of a grid or a search ended: its last reported metrics, and its error
+    (``None`` when it finished)."""
+
+    trial: RayTrial
+    metrics: dict[str, Any]
+    error: str | None = None

@@ -313,7 +313,7 @@ def assert_finished(client, run, epochs):
 
 def ray_epochs(tmp_path, run_name):
     """The epochs Ray Tune recorded for a trial, in order, over all its tries."""
-    from temseg.tune import trial_dirname
+    from temseg.tune.tuner import trial_dirname
 
     name = trial_dirname(run_name)
     (trial_dir,) = (tmp_path / "ray").glob(f"*/{name}_*")

@@ -297,8 +297,10 @@ def fake_grid(uri, store, tmp_path, values):
 
     ``values``: pools -> per-epoch val dice (one seed, 2 epochs).
     """
+    from temseg.receptive_field import format_seq
     from temseg.sweep import SweepConfig, build_trials, open_datasets
     from temseg.tracking import TrialRun, ensure_experiment
+    from temseg.trial import RayTrial
 
     exp = ensure_experiment(uri, "g")
     cfg = SweepConfig(
@@ -314,9 +316,8 @@ def fake_grid(uri, store, tmp_path, values):
     (work / "best.pt").write_bytes(b"x")
     (work / "config.json").write_text("{}")
     for t in build_trials(cfg, open_datasets([str(store)]), tracking_uri=uri, experiment_id=exp):
-        m = t["meta"]
-        run = TrialRun(uri, exp, m["trial_key"], m["run_name"], m["params"], m["tags"])
-        curve = values[m["params"]["pools"]]
+        run = TrialRun.for_trial(RayTrial.decode(t))
+        curve = values[format_seq(RayTrial.decode(t).train.pools)]
         for epoch, v in enumerate(curve, 1):
             run.log_epoch({"epoch": epoch, "val_hard_dice": v, "train_loss": 0.5})
         run.finish({"test_hard_dice": max(curve), "test_soft_dice": 0.1, "best_epoch": 2}, work)

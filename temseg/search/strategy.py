@@ -40,7 +40,7 @@ from temseg.search.summary import (
     write_summary,
 )
 from temseg.tables import print_table
-from temseg.trial import TAG_SEARCH
+from temseg.trial import TAG_SEARCH, RayTrial
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _ray_name(storage_path: str, experiment: str, study: str, resume: bool) -> s
     return ray_run_name(storage_path, f"{experiment}_{study}", resume)
 
 
-def _mark_stopped(meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+def _mark_stopped(trial: RayTrial, result: Mapping[str, Any]) -> None:
     """Close the MLflow run of a trial ASHA stopped, as KILLED.
 
     The trainable closes it itself when Ray ends its thread; this covers a trial whose worker
@@ -102,7 +102,7 @@ def _mark_stopped(meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     """
     from temseg.tracking import TrialRun
 
-    run = TrialRun.from_meta(dict(meta))
+    run = TrialRun.for_trial(trial)
     if not run.finished:
         run.stop()
 
