@@ -25,27 +25,9 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from temseg import schema
 from temseg.trial import TAG_ERROR, TAG_PARENT, TAG_SWEEP_KEY, TAG_TRIAL_KEY, RayTrial
 
-EPOCH_METRICS = (
-    "train_loss",
-    "val_loss",
-    "train_hard_dice",
-    "val_hard_dice",
-    "val_soft_dice",
-    "epoch_seconds",
-    "epoch_test_hard_dice",  # with record_test only (temseg.train)
-)
-FINAL_METRICS = (
-    "test_hard_dice",
-    "test_soft_dice",
-    "test_loss",
-    "best_epoch",
-    "best_val_hard_dice",
-    "erf50_px",  # effective receptive field of the best checkpoint (temseg.erf)
-    "erf95_px",
-    "erf95_nm",
-)
 
 
 class TrackingError(RuntimeError):
@@ -187,12 +169,12 @@ class TrialRun:
     def log_epoch(self, row: dict[str, Any]) -> None:
         now = int(time.time() * 1000)
         step = int(row["epoch"])
-        metrics = [Metric(k, float(row[k]), now, step) for k in EPOCH_METRICS if k in row]
+        metrics = [Metric(k, float(row[k]), now, step) for k in schema.EPOCH_METRICS if k in row]
         self.client.log_batch(self.run_id, metrics=metrics)
 
     def finish(self, row: dict[str, Any], workdir: Path) -> None:
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(row[k]), now, 0) for k in FINAL_METRICS if k in row]
+        metrics = [Metric(k, float(row[k]), now, 0) for k in schema.FINAL_METRICS if k in row]
         self.client.log_batch(self.run_id, metrics=metrics)
         self.client.log_artifact(self.run_id, str(workdir / "best.pt"), "checkpoint")
         self.client.log_artifact(self.run_id, str(workdir / "config.json"), "checkpoint")

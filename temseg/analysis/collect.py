@@ -21,33 +21,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from temseg import schema
 from temseg.trial import TAG_ERROR, TAG_SEARCH, TAG_STRATEGY, TAG_SWEEP_KEY, TAG_TRIAL_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 
+# What a trial's run holds, as temseg.schema declares it (the writer's own names);
 # rf_exact_* (exact reach) and erf* (effective RF) are NA/NaN for runs logged before them
-INT_PARAMS = (
-    "num_blocks",
-    "seed",
-    "epochs",
-    "batch_size",
-    "rf_px",
-    "rf_exact_min_px",
-    "rf_exact_max_px",
-    "n_params",
-)
-FLOAT_PARAMS = ("contrast", "pixel_size_nm", "lr", "rf_nm")
-STR_PARAMS = ("dataset", "data_path", "pools", "dilations")
-FINAL_METRICS = (
-    "test_hard_dice",
-    "test_soft_dice",
-    "best_epoch",
-    "best_val_hard_dice",  # the model-selection score (the registry picks seeds by it)
-    "erf50_px",
-    "erf95_px",
-    "erf95_nm",
-)
-HISTORY_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
+INT_PARAMS = schema.read_params(int)
+FLOAT_PARAMS = schema.read_params(float)
+STR_PARAMS = schema.read_params(str)
+FINAL_METRICS = schema.read_metrics(schema.FINAL_METRICS)
+HISTORY_METRICS = schema.CURVES
+READ_TAGS = (TAG_TRIAL_KEY, TAG_SEARCH, TAG_STRATEGY, TAG_ERROR)
 
 TRIAL_COLUMNS = (
     ("run_id", "run_name", "trial_key", "status", "search", "strategy")

@@ -14,6 +14,10 @@ from temseg.search.space import SEARCH_METHOD
 from temseg.search.summary import is_finite
 from temseg.trial import TAG_STUDY
 
+# what a search reads of its trial runs besides collect's columns (temseg.schema's names)
+READ_METRICS = ("val_hard_dice", "epoch_seconds")
+READ_TAGS = (TAG_STUDY,)
+
 
 def search_trials(tracking_uri: str, experiment: str, study: str) -> tuple[list[dict], list]:
     """The trained trials of one study: rows (one per run) and its dice events.
@@ -138,7 +142,7 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
             f"grid experiment {experiment!r} has no runs on dataset {dataset!r}; "
             f"its datasets: {datasets}"
         )
-    hists = collect.load_histories(mine, metrics=("val_hard_dice", "epoch_seconds"), client=client)
+    hists = collect.load_histories(mine, metrics=READ_METRICS, client=client)
     hist = hists[hists["metric"] == "val_hard_dice"]
     secs = hists[hists["metric"] == "epoch_seconds"]
     best_val = hist.groupby("run_id")["value"].max()

@@ -18,6 +18,7 @@ import ray
 from ray import tune
 
 from temseg.config import TrainConfig
+from temseg.schema import TAG_ATTEMPTS, TAG_NODE_ID, TAG_NODES
 from temseg.tracking import TrialRun
 from temseg.train import cuda_problem, fit
 from temseg.trial import RayTrial
@@ -93,9 +94,6 @@ def trial_device(train: TrainConfig, gpus_per_trial: float) -> dict[str, Any]:
     if not train.gpu_fraction:  # cap this process at its share of the GPU
         out["gpu_fraction"] = float(gpus_per_trial)
     return out
-
-
-TAG_NODE_ID, TAG_NODES, TAG_ATTEMPTS = "temseg.node_id", "temseg.nodes", "temseg.attempts"
 
 
 def _tag_attempt(run: Any) -> None:
