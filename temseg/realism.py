@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from temseg.segment import AUTHORS_PIXEL_SIZE_NM
+from temseg.segment.models import AUTHORS_PIXEL_SIZE_NM
 
 BAND_PX = 2
 PIXEL_SIZE_RTOL = 1e-3  # resample when the store's pixel size differs by more than this
@@ -179,10 +179,10 @@ def resample_patches(
     >>> im.shape, int(m.sum())
     ((1, 8, 8), 64)
     """
-    from temseg.segment import _resample
+    from temseg.segment.images import resample_to
 
-    imgs = np.stack([_resample(im, factor, order=1) for im in images])
-    mks = np.stack([_resample(m.astype(np.float32), factor, order=1) >= 0.5 for m in masks])
+    imgs = np.stack([resample_to(im, factor, order=1) for im in images])
+    mks = np.stack([resample_to(m.astype(np.float32), factor, order=1) >= 0.5 for m in masks])
     return imgs.astype(np.float32), mks.astype(np.uint8)
 
 
