@@ -26,7 +26,14 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from temseg import schema
-from temseg.trial import TAG_ERROR, TAG_PARENT, TAG_SWEEP_KEY, TAG_TRIAL_KEY, RayTrial
+from temseg.trial import (
+    TAG_ERROR,
+    TAG_PARENT,
+    TAG_SWEEP_KEY,
+    TAG_TRIAL_KEY,
+    TEST_IMAGES_FILE,
+    RayTrial,
+)
 
 
 
@@ -178,6 +185,8 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=metrics)
         self.client.log_artifact(self.run_id, str(workdir / "best.pt"), "checkpoint")
         self.client.log_artifact(self.run_id, str(workdir / "config.json"), "checkpoint")
+        if (workdir / TEST_IMAGES_FILE).exists():  # per test image counts (temseg.train)
+            self.client.log_artifact(self.run_id, str(workdir / TEST_IMAGES_FILE))
         if TAG_ERROR in self.tags:  # an earlier try crashed; this one finished
             self.client.delete_tag(self.run_id, TAG_ERROR)
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))

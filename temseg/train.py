@@ -33,16 +33,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from temseg.config import RESOURCE_KEYS, TrainConfig, from_dict, to_dict
 from temseg.data.augment import dihedral
-from temseg.data.store import load_split, read_attrs
+from temseg.data.store import load_sources, load_split, read_attrs
 from temseg.erf import effective_receptive_field
 from temseg.metrics import DiceAccumulator
 from temseg.model import ResidualUNet, count_parameters, load_checkpoint, save_checkpoint
 from temseg.receptive_field import check_input_size
+from temseg.trial import TEST_IMAGES_FILE
 
 STATE_FORMAT = "temseg-train-state/1"
 Report = Callable[[dict[str, Any]], None]
@@ -147,20 +149,64 @@ def train_step(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, split: Split, *, batch_size: int, device: torch.device, precision: str
-) -> dict[str, float]:
-    """Loss and pooled hard/soft dice of ``model`` on every sample of ``split``."""
+    model: torch.nn.Module,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    per_patch: bool = False,
+) -> dict[str, Any]:
+    """Loss and pooled hard/soft dice of ``model`` on every sample of ``split``; with
+    ``per_patch`` also ``counts``, a float64 (patches, 3) array of each patch's hard-mask
+    intersection, predicted and true particle pixels summed over its transformed copies."""
     model.eval()
     acc = DiceAccumulator(device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    counts = torch.zeros((len(split.images), 3), dtype=torch.float64, device=device)
     n = len(split)
     for start in range(0, n, batch_size):
-        x, y = split.batch(torch.arange(start, min(start + batch_size, n)))
+        index = torch.arange(start, min(start + batch_size, n))
+        x, y = split.batch(index)
         logits = _forward(model, x, device, precision)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").double() / y[0].numel()
         acc.update(logits, y)
-    out = acc.compute()
-    return {"loss": float(loss_sum) / n, **out}
+        if per_patch:
+            hard, tgt = (logits[:, 1] > logits[:, 0]).double(), y.double()
+            terms = torch.stack([hard * tgt, hard, tgt], dim=1).sum(dim=(-2, -1))
+            counts.index_add_(0, (index // split.n_transforms).to(device), terms)
+    out: dict[str, Any] = {"loss": float(loss_sum) / n, **acc.compute()}
+    if per_patch:
+        out["counts"] = counts.cpu().numpy()
+    return out
+
+
+TEST_IMAGES_FORMAT = "temseg-test-images/1"
+COUNT_NAMES = ("intersection", "predicted", "true")  # its per-image pixel counts
+
+
+def write_test_images(path: Path, data: str, counts: np.ndarray) -> None:
+    """Write the per-test-image record a bootstrap over test images needs (JSON).
+
+    ``counts`` is :func:`evaluate`'s per-patch array; patches are summed per source image
+    (the store's ``source`` index), so each image's ``intersection``, ``predicted`` and
+    ``true`` particle pixel counts cover all its patches and their dihedral copies, and
+    2 sum(intersection) / (sum(predicted) + sum(true)) is the logged ``test_hard_dice``.
+    Every trial of one store lists the same images in the same order (``source``).
+    """
+    source = load_sources(data, "test")
+    images, where = np.unique(source, return_inverse=True)
+    per_image = np.zeros((len(images), 3))
+    np.add.at(per_image, where, counts)
+    names = read_attrs(data)["sources"]
+    record = {
+        "format": TEST_IMAGES_FORMAT,
+        "source": [int(i) for i in images],
+        "name": [str(names[i]) for i in images],
+        **{k: [int(round(v)) for v in per_image[:, j]] for j, k in enumerate(COUNT_NAMES)},
+    }
+    path.write_text(json.dumps(record))
+
 
 
 WARMUP_FRACTION = 0.1  # of a cosine schedule's steps
@@ -218,7 +264,8 @@ def fit(
         :mod:`temseg.erf`) and ``done=True``.
         When it is called, ``workdir`` holds ``last.pt`` (resumable state) and ``best.pt``.
     workdir
-        Where ``last.pt``, ``best.pt`` and ``config.json`` go. If ``last.pt`` is already there,
+        Where ``last.pt``, ``best.pt``, ``config.json`` and, after the last epoch,
+        ``test_images.json`` (:func:`write_test_images`) go. If ``last.pt`` is already there,
         training resumes after its epoch. Default: a fresh temporary directory.
 
     Returns
@@ -364,13 +411,18 @@ def fit(
 
 
 def _test(cfg: TrainConfig, workdir: Path, device: torch.device) -> dict[str, float]:
-    """Evaluate the best-validation checkpoint on the test split: dice, loss and its
+    """Evaluate the best-validation checkpoint on the test split: dice, loss, the per-image
+    record (``workdir/test_images.json``: :func:`write_test_images`) and its
     effective receptive field (:mod:`temseg.erf`: fp32, eval mode, up to 16 untransformed
     test patches; ``erf95_nm`` = ``erf95_px`` x the store's pixel size)."""
     best, _ = load_checkpoint(workdir / "best.pt", map_location=device)
     best = best.to(memory_format=torch.channels_last)
     test = Split(cfg.data, "test", device, augment=cfg.augment)
-    te = evaluate(best, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+    te = evaluate(
+        best, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision,
+        per_patch=True,
+    )
+    write_test_images(workdir / TEST_IMAGES_FILE, cfg.data, te["counts"])
     erf = effective_receptive_field(best.float(), test.images)
     pixel_size_nm = float(read_attrs(cfg.data)["pixel_size_nm"])
     return {

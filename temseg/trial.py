@@ -30,6 +30,9 @@ TAG_PROFILE = "temseg.profile"
 TAG_STUDY = "temseg.study"  # a search's study (dataset, objective, sampler seed)
 TAG_ERROR = "temseg.error"
 GRID = "grid"
+# a finished trial's per-test-image pixel counts (temseg.train.write_test_images), logged as
+# an artifact at the root of its run for the bootstrap over test images (temseg.analysis)
+TEST_IMAGES_FILE = "test_images.json"
 
 
 def trial_key(train_config: dict[str, Any]) -> str:

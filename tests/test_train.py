@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from temseg.config import ConfigError
+from temseg.data.store import load_split
 from temseg.data.augment import dihedral
 from temseg.erf import effective_receptive_field
 from temseg.model import load_checkpoint
@@ -78,6 +80,18 @@ def test_test_metrics_come_from_the_best_checkpoint(store, tmp_path):
     assert (out["erf50_px"], out["erf95_px"]) == (erf["erf50_px"], erf["erf95_px"])
     assert out["erf95_nm"] == pytest.approx(out["erf95_px"] * 0.02, rel=1e-12)  # 0.02 nm/px
     assert 0 < out["erf50_px"] <= out["erf95_px"] and 2 * out["erf95_px"] <= 44  # exact reach
+    # the per-test-image record: each image's counts over its 8 dihedral copies, whose pooled
+    # dice is the logged test dice
+    rec = json.loads((tmp_path / "test_images.json").read_text())
+    assert rec["format"] == "temseg-test-images/1"
+    assert (rec["source"], rec["name"]) == ([0, 1], ["disc-0", "disc-1"])
+    masks = load_split(str(store), "test")[1]
+    assert rec["true"] == [8 * int(m.sum()) for m in masks]
+    inter, pred, true = (np.array(rec[k]) for k in ("intersection", "predicted", "true"))
+    assert 2 * inter.sum() / (pred.sum() + true.sum()) == pytest.approx(
+        out["test_hard_dice"], abs=1e-12
+    )
+    assert (inter <= np.minimum(pred, true)).all() and pred.sum() > 0
 
 
 def test_learns_discs(store, tmp_path):

@@ -33,7 +33,10 @@ KNOB_FLAGS = {
     "pixel_size_nm": "--pixel-size-nm",
     "fringe_free_fraction": "--fringe-free-fraction",
     "dose": "--dose",
+    "illumination": "--illumination",
 }
+# the illumination 1 + a*(2y + 2x + bump), y and x in [-1/2, 1/2], stays > 0 for a < 1/3
+MAX_ILLUMINATION = 1 / 3
 
 
 def _progress(msg: str) -> None:
@@ -66,6 +69,17 @@ def _range(text: str) -> tuple[float, float]:
     if not values[0] <= values[1]:
         raise argparse.ArgumentTypeError(f"MIN must be <= MAX, got {text!r}")
     return values[0], values[1]
+
+
+def _illumination(text: str) -> float:
+    """Parse --illumination: an amplitude in [0, 1/3)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < MAX_ILLUMINATION:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 0.333), got {text}")
+    return value
 
 
 def _knobs(args: argparse.Namespace) -> dict:
@@ -113,6 +127,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         xray_threshold=args.xray_threshold,
         seed=args.seed,
         resample=args.resample,
+        flat_field=args.flat_field,
         overwrite=args.overwrite,
         progress=_progress,
     )
@@ -132,6 +147,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         patch_size=args.patch_size,
         min_particle_px=args.min_particle_px,
+        flat_field=args.flat_field,
         overwrite=args.overwrite,
         progress=_progress,
         **_knobs(args),
@@ -174,6 +190,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         patch_size=args.patch_size,
         min_particle_px=args.min_particle_px,
+        flat_field=args.flat_field,
         overwrite=args.overwrite,
         progress=True,
         log=_progress,
@@ -270,7 +287,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(
         f"preprocessing:  x-ray T {pre.get('xray_threshold')} ({pre.get('xray_regime')}), "
         f"min particle px {pre.get('min_particle_px')}, kept {pre.get('patches_kept')}"
-        f"/{pre.get('patches_cut')} patches"
+        f"/{pre.get('patches_cut')} patches, flat field "
+        f"{'on' if pre.get('flat_field') else 'off'}"
     )
     srcs = a["sources"]
     shown = ", ".join(srcs[:3]) + (f", ... ({len(srcs)} in all)" if len(srcs) > 3 else "")
@@ -379,6 +397,20 @@ def _add_patch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
 
+def add_flat_field_arg(p: argparse.ArgumentParser) -> None:
+    """``--flat-field``: the same flag on every command that preprocesses images."""
+    p.add_argument(
+        "--flat-field",
+        action="store_true",
+        help=(
+            "divide out uneven illumination before standardization: a degree-2 polynomial "
+            "fitted robustly to the image's background (blocks far from it, i.e. particles, "
+            "left out). Off by default, as in the paper; recorded in the store, and a network "
+            "trained on such a store segments with it"
+        ),
+    )
+
+
 def _add_generator_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, required=True, help="dataset of the paper")
     p.add_argument("--images", type=int, required=True, help="number of images to generate")
@@ -459,6 +491,17 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
         metavar="E",
         help="electron dose in e/A^2, which sets the Poisson noise (default 423 HR, 16 LR)",
     )
+    g.add_argument(
+        "--illumination",
+        type=_illumination,
+        metavar="A",
+        help=(
+            "uneven illumination: the beam's intensity is 1 + a_y*2y + a_x*2x + a_b*bump "
+            "(y, x from -1/2 to 1/2 across the image, a broad Gaussian bump), each a drawn "
+            "uniformly in [-A, A] per image; 0 <= A < 1/3. Default 0.08 (every preset); 0.25 "
+            "gives corners up to ~1.5x apart, as a badly centred beam"
+        ),
+    )
 
 
 def register(sub) -> None:
@@ -498,6 +541,7 @@ def register(sub) -> None:
         action="store_true",
         help="interpolate anisotropic pixels onto square ones instead of refusing the file",
     )
+    add_flat_field_arg(p)
     _add_patch_args(p)
     p.set_defaults(func=_cmd_ingest)
 
@@ -516,6 +560,7 @@ def register(sub) -> None:
         "--contrast", type=float, required=True, help="C: particle centre intensity 1 - C"
     )
     _add_generator_args(p)
+    add_flat_field_arg(p)
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser(
@@ -579,6 +624,7 @@ def register(sub) -> None:
         "--slice-thickness-nm", type=float, metavar="DZ", help="multislice slice (default 0.2)"
     )
     p.add_argument("--threads", type=int, default=1, help="numba/FFT threads for abTEM (default 1)")
+    add_flat_field_arg(p)
     _add_patch_args(p)
     p.set_defaults(func=_cmd_simulate)
 

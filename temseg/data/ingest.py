@@ -100,6 +100,7 @@ def ingest(
     xray_threshold: float | None = None,
     seed: int = 0,
     resample: bool = False,
+    flat_field: bool = False,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -121,6 +122,9 @@ def ingest(
         Seeds the split.
     resample
         Interpolate anisotropic pixels onto square ones instead of refusing them.
+    flat_field
+        Divide out uneven illumination before standardization
+        (:func:`temseg.data.preprocess.correct_flat_field`); recorded in the store.
 
     Returns
     -------
@@ -172,7 +176,7 @@ def ingest(
         index = 0
         for group, ((img, _), (frames, masks, _)) in enumerate(zip(pairs, loaded, strict=True)):
             for k, (frame, mask) in enumerate(zip(frames, masks, strict=True)):
-                std, _ = preprocess(frame, xray_threshold=threshold)
+                std, _ = preprocess(frame, xray_threshold=threshold, flat_field=flat_field)
                 label = sources[index]
                 yield PreparedImage(std, mask, index, group, label)
                 index += 1
@@ -180,7 +184,9 @@ def ingest(
                     progress(f"{img.name}: frame {k + 1}/{len(frames)}")
 
     preprocessing = {
-        **preprocessing_record(regime, threshold, from_flag=xray_threshold is not None),
+        **preprocessing_record(
+            regime, threshold, from_flag=xray_threshold is not None, flat_field=flat_field
+        ),
         "resampled": bool(resample),
     }
     extra = {

@@ -790,6 +790,7 @@ def make_simulated_store(
     patch_size: int = 512,
     min_particle_px: int = 400,
     split_fractions: Sequence[float] | None = None,
+    flat_field: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -806,9 +807,9 @@ def make_simulated_store(
         dose (``lr-20nm`` is refused: Au fringes are not resolvable at 0.1243 nm/px).
     images, seed
         Number of images; image i draws from ``default_rng([seed, i])``.
-    image_size, patch_size, min_particle_px, split_fractions
+    image_size, patch_size, min_particle_px, split_fractions, flat_field
         As for :func:`temseg.data.synth.make_synthetic_store` (default one 512 px patch per
-        512 px image).
+        512 px image; no flat field).
     overrides
         Any :class:`SimParams` field (``carbon_thickness_nm``, ``defocus_nm``, ``dose``,
         ``frozen_phonons``, ...).
@@ -848,13 +849,13 @@ def make_simulated_store(
             for i in range(images):
                 sim = simulate_image(params, np.random.default_rng([seed, i]))
                 records.append(sim.record())
-                std, _ = preprocess(sim.counts, xray_threshold=threshold)
+                std, _ = preprocess(sim.counts, xray_threshold=threshold, flat_field=flat_field)
                 bar.update(sim.seconds)
                 yield PreparedImage(std, sim.mask, i, i, sources[i])
         finally:
             bar.close()
 
-    preprocessing = preprocessing_record("hr", threshold)
+    preprocessing = preprocessing_record("hr", threshold, flat_field=flat_field)
     t0 = time.perf_counter()
     simulation = {
         **params.to_dict(),
