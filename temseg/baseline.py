@@ -341,27 +341,3 @@ def load_test_split(
     if max_patches is not None:
         images, masks = images[:max_patches], masks[:max_patches]
     return np.asarray(images), np.asarray(masks), attrs
-
-
-def evaluate_store(
-    data_path: str, *, split: str = "test", max_patches: int | None = None
-) -> dict[str, Any]:
-    """The Fourier filter's pooled hard dice on one patch store's split.
-
-    Returns a dict with ``pixel_size_nm``, ``patch_size``, the band, ``n_patches`` and
-    ``fourier_dice``. Raises ``ValueError`` when the band is above Nyquist for the store's
-    pixel size, before any patch is read.
-    """
-    from temseg.data.store import read_attrs
-
-    attrs = dict(read_attrs(data_path))
-    band = fourier_band(float(attrs["pixel_size_nm"]), int(attrs["patch_size"]))
-    images, masks, _ = load_test_split(data_path, split=split, max_patches=max_patches)
-    return {
-        "pixel_size_nm": band.pixel_size_nm,
-        "patch_size": band.patch_size,
-        "band_inner_px": band.inner_px,
-        "band_outer_px": band.outer_px,
-        "n_patches": int(len(images)),
-        "fourier_dice": fourier_dice(images, masks, band.pixel_size_nm),
-    }

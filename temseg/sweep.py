@@ -16,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from temseg.config import (
-    LR_SCHEDULES,
     PAPER_SEEDS,
     ConfigError,
     TrainConfig,
@@ -45,11 +45,13 @@ from temseg.tables import print_table
 from temseg.trial import GRID, Dataset, Trial, TrialResult
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "sweeps"
-PROFILES = ("smoke", "demo", "validation", "paper")
 FIG4_BLOCKS = (2, 3)  # the paper's dilation study used N = 2 and 3
 
 
 PRECISIONS = ("bf16", "fp32")
+# What every trial of a sweep trains with: TrainConfig's protocol fields (their defaults too).
+PROTOCOL = ("epochs", "lr", "batch_size", "augment", "val_dihedral", "record_test", "lr_schedule")
+_TRAIN = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 DEVICES = ("auto", "cpu", "cuda")
 # SyntheticData's generator knobs: None = the preset's value; otherwise passed to
 # temseg.data.synth.make_contrast_series (dose and fringe_free_fraction as its named options,
@@ -166,13 +168,14 @@ class SweepConfig:
     dilations: tuple[str, ...] = ()  # e.g. ("1-1-2",); empty = all ones
     dilation_variants: bool = True
     seeds: tuple[int, ...] = PAPER_SEEDS
-    epochs: int = 100
-    lr: float = 1e-4
-    batch_size: int = 32
-    augment: bool = True
-    val_dihedral: bool = True  # see TrainConfig
-    record_test: bool = False  # test dice every epoch (TrainConfig; a benchmark table's curves)
-    lr_schedule: str = "constant"  # or "cosine" (see TrainConfig)
+    # the training protocol of every trial: TrainConfig's fields, defaults and checks
+    epochs: int = _TRAIN["epochs"]
+    lr: float = _TRAIN["lr"]
+    batch_size: int = _TRAIN["batch_size"]
+    augment: bool = _TRAIN["augment"]
+    val_dihedral: bool = _TRAIN["val_dihedral"]
+    record_test: bool = _TRAIN["record_test"]  # test dice every epoch (a benchmark's curves)
+    lr_schedule: str = _TRAIN["lr_schedule"]
     # forward pass of every trial: bf16 autocast (CPU and CUDA) or fp32; "auto" = bf16 on GPUs
     # and CPUs with native bf16, fp32 elsewhere, resolved when the sweep is planned (the trial
     # key holds the resolved value)
@@ -188,12 +191,11 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         # Every value is checked here, when the config is built (a profile, flags, a test), so
-        # a bad one fails at load, before any store, Ray runtime or MLflow run exists.
-        for name, low in (("epochs", 1), ("batch_size", 1), ("max_failures", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr:g}")
+        # a bad one fails at load, before any store, Ray runtime or MLflow run exists. The
+        # protocol is TrainConfig's, checked by TrainConfig itself (one trial's worth).
+        self.train_config("/", Architecture(1, (2,)), 0, precision="fp32")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {self.max_failures}")
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed, got none")
         if min(self.seeds) < 0:
@@ -204,10 +206,9 @@ class SweepConfig:
             raise ValueError(f"kernels must be >= 2, got {list(self.kernels)}")
         for name in ("data", "seeds", "blocks", "kernels", "pools", "dilations"):
             check_distinct(name, getattr(self, name))
-        for text in self.pools:
-            check_pools(parse_arch_seq(text, what="pools"))
-        for text in self.dilations:
-            dil = parse_arch_seq(text, what="dilations")
+        for seq in self.pool_seqs:  # parsed once, here
+            check_pools(seq)
+        for text, dil in zip(self.dilations, self.dilation_sets, strict=True):
             resolve_dilations(len(dil) - 1, dil)  # every value >= 1
             if len(dil) - 1 not in self.blocks:
                 raise ValueError(
@@ -227,14 +228,20 @@ class SweepConfig:
                 "device cuda needs gpus_per_trial > 0 (Ray hides the GPUs from a trial it "
                 "gave none)"
             )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be {' or '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
         if self.precision not in (*PRECISIONS, "auto"):
             raise ValueError(
                 f"precision must be auto, {' or '.join(PRECISIONS)}, got {self.precision!r}"
             )
+
+    @cached_property
+    def pool_seqs(self) -> tuple[tuple[int, ...], ...]:
+        """``pools`` typed: ``("8-8", "4-4")`` -> ``((8, 8), (4, 4))``."""
+        return tuple(parse_arch_seq(text, what="pools") for text in self.pools)
+
+    @cached_property
+    def dilation_sets(self) -> tuple[tuple[int, ...], ...]:
+        """``dilations`` typed: ``("1-1-2",)`` -> ``((1, 1, 2),)``."""
+        return tuple(parse_arch_seq(text, what="dilations") for text in self.dilations)
 
     @property
     def experiment_name(self) -> str:
@@ -245,6 +252,22 @@ class SweepConfig:
         """The precision trials train in ("auto" resolved for where they train)."""
         on_gpu = self.gpus_per_trial if self.device != "cpu" else 0.0
         return resolve_precision(self.precision, gpus_per_trial=on_gpu)
+
+    def train_config(
+        self, data: str, arch: Architecture, seed: int, *, precision: str | None = None
+    ) -> TrainConfig:
+        """The :class:`TrainConfig` of ``arch`` on store ``data`` with ``seed`` under this
+        sweep's protocol (precision resolved: what this machine trains), validated."""
+        return TrainConfig(
+            data=data,
+            num_blocks=arch.num_blocks,
+            pools=arch.pools,
+            dilations=arch.dilations,
+            seed=seed,
+            precision=precision or self.precision_resolved,
+            device=self.device,  # "auto": the trainable picks what Ray gave the trial
+            **{name: getattr(self, name) for name in PROTOCOL},
+        )
 
 
 def load_profile(name: str, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -291,8 +314,7 @@ def parse_arch_seq(text: str, *, what: str = "sequence") -> tuple[int, ...]:
 def architectures(cfg: SweepConfig, patch_size: int) -> list[Architecture]:
     """The sweep's networks for one patch size, without duplicates, in a stable order."""
     out: list[Architecture] = []
-    explicit_pools = [parse_arch_seq(p, what="pools") for p in cfg.pools]
-    explicit_dil = [parse_arch_seq(d, what="dilations") for d in cfg.dilations]
+    explicit_pools, explicit_dil = list(cfg.pool_seqs), list(cfg.dilation_sets)
     for n in cfg.blocks:
         if explicit_pools:
             seqs = [p for p in explicit_pools if len(p) == n]
@@ -410,22 +432,7 @@ def make_trial(
 ) -> Trial:
     """The :class:`temseg.trial.Trial` of ``arch`` on ``ds`` with ``seed`` under ``cfg``'s
     protocol, its precision resolved ("auto" -> what this machine trains), validated."""
-    train = TrainConfig(
-        data=ds.path,
-        num_blocks=arch.num_blocks,
-        pools=arch.pools,
-        dilations=arch.dilations,
-        seed=seed,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        batch_size=cfg.batch_size,
-        augment=cfg.augment,
-        val_dihedral=cfg.val_dihedral,
-        record_test=cfg.record_test,
-        lr_schedule=cfg.lr_schedule,
-        precision=cfg.precision_resolved,
-        device=cfg.device,  # "auto": the trainable picks what Ray gave the trial
-    )
+    train = cfg.train_config(ds.path, arch, seed)
     return Trial(ds, train, profile=cfg.profile, search=search, study=study)
 
 

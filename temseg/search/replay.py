@@ -57,7 +57,6 @@ from temseg.search.space import DICE, SearchConfig, SearchSpace
 from temseg.search.table import Table
 
 STRATEGIES = ("grid", "random", "tpe", "tpe+asha", "tpe+hyperband", "random+asha")
-DEFAULT_STRATEGY = "tpe+asha"  # the live search's default (temseg.search, temseg.tune)
 
 
 def train_seed_for(table: Table, search_seed: int) -> int:

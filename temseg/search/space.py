@@ -245,7 +245,7 @@ def space_for(sweep: Any, scfg: SearchConfig, patch_size: int) -> SearchSpace:
     from temseg.sweep import architectures
 
     if scfg.dilation_choices:
-        pools = {parse_seq(p) for p in sweep.pools}
+        pools = set(sweep.pool_seqs)
         space = SearchSpace(sweep.blocks, sweep.kernels, patch_size, scfg.dilation_choices)
         if not pools:
             return space

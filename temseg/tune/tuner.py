@@ -88,13 +88,11 @@ def shutdown_ray() -> None:
 def check_resources(
     cpus_per_trial: float, gpus_per_trial: float, cluster: dict[str, float]
 ) -> None:
-    """Refuse, before anything runs, a per-trial request the cluster can never satisfy."""
-    if cpus_per_trial <= 0:
-        raise ResourceError(f"--cpus-per-trial must be > 0, got {cpus_per_trial}")
-    if gpus_per_trial < 0:
-        raise ResourceError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
-    if gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial):
-        raise ResourceError(f"--gpus-per-trial above 1 must be whole, got {gpus_per_trial}")
+    """Refuse, before anything runs, a per-trial request the cluster can never satisfy.
+
+    The request itself (CPUs > 0, GPUs >= 0 and whole above 1) was checked when the sweep's
+    config was built (:class:`temseg.sweep.SweepConfig`).
+    """
     gpus = cluster.get("GPU", 0.0)
     if gpus_per_trial > 0 and gpus < gpus_per_trial:
         raise ResourceError(
