@@ -5,7 +5,7 @@ The paper's study is ~150 trainings per dataset of a network small enough (N = 2
 parameters, 4-16 channels) that one training leaves most of a modern GPU idle. Ray Tune can
 place several trials on one GPU (``gpus_per_trial`` = 0.5, 0.25); this script measures what
 that buys. For each fraction it runs the same set of trials of the N = 2 grid at 512 px
-(:func:`temseg.sweep.build_trials` -> :func:`temseg.tune.run_trials` -> the real trainable,
+(:func:`temseg.sweep.space.build_trials` -> :func:`temseg.sweep.runtime.run_trials` -> the real trainable,
 ``fit``, MLflow logging and Ray checkpoints included) and reports trials per hour (trials /
 wall seconds of the whole grid, Ray scheduling and process start included) and the peak GPU
 memory per trial, sampled with ``nvidia-smi`` (per process: CUDA context + PyTorch cache,
@@ -159,11 +159,11 @@ def plan_trials(
     """The first ``n_trials`` trials of the N = ``blocks`` grid on ``store`` at ``fraction``.
 
     The grid is the sweep's own (every pool sequence over kernels 2, 4, 8 with RF below the
-    patch, dilations 1, times ``seeds``), built by :func:`temseg.sweep.build_trials`.
+    patch, dilations 1, times ``seeds``), built by :func:`temseg.sweep.space.build_trials`.
     """
-    from temseg import sweep
+    from temseg.sweep import datasets, profile, space
 
-    cfg = sweep.SweepConfig(
+    cfg = profile.SweepConfig(
         profile="bench-packing",
         data=(store,),
         blocks=(blocks,),
@@ -177,8 +177,8 @@ def plan_trials(
         gpus_per_trial=fraction,
         max_failures=0,
     )
-    datasets = sweep.open_datasets([store])
-    trials = sweep.build_trials(
+    datasets = datasets.open_datasets([store])
+    trials = space.build_trials(
         cfg, datasets, tracking_uri=tracking_uri, experiment_id=experiment_id
     )
     if len(trials) < n_trials:
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     import torch
 
     from temseg import tracking
-    from temseg import tune as ttune
+    from temseg.sweep import runtime as ttune
 
     sys.path.insert(0, str(SCRIPTS))
     from bench_train import make_disc_store

@@ -7,10 +7,10 @@
     python scripts/bench_search.py --export --tracking-uri sqlite:///$PWD/mlruns.db \\
         --experiment temseg-bench --out docs/bench/table.csv
 
-The table (temseg/search/table.py) holds every architecture x seed of a grid with its
+The table (temseg/sweep/search/table.py) holds every architecture x seed of a grid with its
 per-epoch validation and test dice and seconds (``python sweeps/grid.py --profile bench``,
 then ``--export``). Each strategy (grid, random, tpe, tpe+asha, tpe+hyperband, random+asha;
-temseg/search/replay.py says exactly what each does) runs once per search seed 0..N-1; per
+temseg/sweep/search/replay.py says exactly what each does) runs once per search seed 0..N-1; per
 strategy the script reports the median and interquartile range over search seeds of the
 compute (trial-epochs and seconds) until the incumbent (best validation dice among fully
 trained trials) has test dice within --tolerance of the grid's best architecture's seed-mean,
@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def export(args: argparse.Namespace) -> int:
-    from temseg.search.table import export_table, load_table, write_table
+    from temseg.sweep.search.table import export_table, load_table, write_table
 
     missing = [f for f in ("tracking_uri", "experiment", "out") if not getattr(args, f)]
     if missing:
@@ -96,8 +96,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from temseg.search.replay import STRATEGIES, bench, markdown
-    from temseg.search.table import load_table
+    from temseg.sweep.search.replay import STRATEGIES, bench, markdown
+    from temseg.sweep.search.table import load_table
 
     if not args.table:
         raise ValueError("give --table FILE (or --export)")

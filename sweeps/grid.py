@@ -6,7 +6,7 @@
     python sweeps/grid.py --dry-run             # the trial table, nothing run
 
 Runs from a checkout without installing; the flags, help and behaviour are those of
-``temseg grid`` (temseg/sweep_cli.py), whose orchestration is temseg/campaign.py.
+``temseg grid`` (temseg/sweep/cli.py), whose orchestration is temseg/sweep/campaign.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(PROJECT_DIR))  # run from a checkout without installing
 
 
 def main(argv: list[str] | None = None) -> int:
-    from temseg.sweep_cli import grid_main
+    from temseg.sweep.cli import grid_main
 
     return grid_main(argv, prog="python sweeps/grid.py", name="grid.py", project_dir=PROJECT_DIR)
 

@@ -7,7 +7,7 @@
     python sweeps/optuna_search.py --profile demo --seed 0 1 2 --compare-grid temseg-demo
 
 Runs from a checkout without installing; the flags, help and behaviour are those of
-``temseg search`` (temseg/sweep_cli.py), whose orchestration is temseg/campaign.py, shared
+``temseg search`` (temseg/sweep/cli.py), whose orchestration is temseg/sweep/campaign.py, shared
 with the grid.
 """
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(PROJECT_DIR))  # run from a checkout without installing
 
 
 def main(argv: list[str] | None = None) -> int:
-    from temseg.sweep_cli import search_main
+    from temseg.sweep.cli import search_main
 
     return search_main(
         argv,

@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_segment(sub)
     _register_realism(sub)
     # Each room registers its own commands (argument declarations only, no heavy imports).
-    from temseg import sweep_cli
+    from temseg.sweep import cli as sweep_cli
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
 

@@ -3,7 +3,7 @@
 The writer (:meth:`temseg.trial.Trial.mlflow` for params and tags,
 :class:`temseg.tracking.TrialRun` for metrics, the trainable for where it ran) writes these
 names; the readers (:mod:`temseg.analysis.collect`, the benchmark table
-:mod:`temseg.search.table`, the search's runs :mod:`temseg.search.runs`) take theirs from here.
+:mod:`temseg.sweep.search.table`, the search's runs :mod:`temseg.sweep.search.runs`) take theirs from here.
 A field no reader reads is declared in :data:`WRITE_ONLY` with why it is written;
 ``tests/test_schema.py`` fails when a written field is neither read nor declared so. Pure.
 """
@@ -69,7 +69,7 @@ FINAL_METRICS = (
     "erf95_nm",
 )
 
-# Where each try of a trial ran (temseg.tune.trainable).
+# Where each try of a trial ran (temseg.sweep.runtime.trainable).
 TAG_NODE_ID, TAG_NODES, TAG_ATTEMPTS = "temseg.node_id", "temseg.nodes", "temseg.attempts"
 TAGS = (
     TAG_TRIAL_KEY,

@@ -335,7 +335,7 @@ def fit(
         say(f"resuming after epoch {state['epoch']} of {cfg.epochs}")
         # The state of an epoch is saved before its report; if the report did not complete
         # (a crash in the listener, an unreachable tracking server), report it again now
-        # rather than losing it. Listeners see an epoch at least once (temseg.tune logs each
+        # rather than losing it. Listeners see an epoch at least once (temseg.sweep.runtime logs each
         # epoch to MLflow once).
         done_epoch = int(reported.read_text()) if reported.exists() else 0
         if done_epoch < state["epoch"]:

@@ -5,7 +5,7 @@
         python tests/fault_grid.py --profile smoke ...   # the flags of sweeps/grid.py
 
 Fault injection lives here, in the tests, not in the user's command line: this script wraps
-:func:`temseg.tune.trainable.trainable` so that the trial named ``run_name`` (every trial when it is
+:func:`temseg.sweep.runtime.trainable.trainable` so that the trial named ``run_name`` (every trial when it is
 null) raises at the report of epoch ``epoch`` the first ``times`` times (``times`` < 0:
 always), before that epoch is logged or reported to Ray, as a crash inside training would.
 Tries are counted in files under ``marker_dir``, which every try of the trial shares, on
@@ -47,9 +47,9 @@ def crash_maybe(fault: dict, epoch: int) -> None:
 def faulty_trainable(config: dict, state_root: str | None = None) -> None:
     """temseg's trainable, whose ``fit`` reports through :func:`crash_maybe` first."""
     from temseg.trial import RayTrial
-    from temseg.tune import trainable as tt
+    from temseg.sweep.runtime import trainable as tt
 
-    # On a Ray worker temseg.tune is imported afresh, unpatched: tt.trainable is temseg's own
+    # On a Ray worker temseg.sweep.runtime is imported afresh, unpatched: tt.trainable is temseg's own
     # (only this driver's copy is replaced). It calls the module's ``fit`` at call time.
     original = tt.trainable
     fault = FAULT
@@ -72,10 +72,10 @@ def faulty_trainable(config: dict, state_root: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    import temseg.tune.trainable
+    import temseg.sweep.runtime.trainable
 
-    # what temseg.tune.tuner._runnable hands to Ray
-    temseg.tune.trainable.trainable = faulty_trainable
+    # what temseg.sweep.runtime.tuner._runnable hands to Ray
+    temseg.sweep.runtime.trainable.trainable = faulty_trainable
     sys.path.insert(0, str(REPO / "sweeps"))
     import grid
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from temseg.receptive_field import Architecture, format_seq
-from temseg.search import Outcome, Proposer, SearchSpace, incumbent_to_reach
-from temseg.search.replay import (
+from temseg.sweep.search import Outcome, Proposer, SearchSpace, incumbent_to_reach
+from temseg.sweep.search.replay import (
     ASHA,
     STRATEGIES,
     Settings,
@@ -26,7 +26,7 @@ from temseg.search.replay import (
     space_of,
     train_seed_for,
 )
-from temseg.search.table import (
+from temseg.sweep.search.table import (
     COLUMNS,
     TableError,
     export_table,
@@ -81,8 +81,8 @@ def hand(tmp_path):
 
 def bench_like_curves() -> dict:
     """13 networks (sweeps/bench.yaml's) x 3 seeds x 6 epochs from a formula, no randomness."""
-    from temseg.sweep import architectures as grid_archs
-    from temseg.sweep import load_profile
+    from temseg.sweep.space import architectures as grid_archs
+    from temseg.sweep.profile import load_profile
 
     archs = grid_archs(load_profile("bench", {}), 192)
     assert len(archs) == 13
@@ -130,13 +130,13 @@ def test_hand_table_best_and_compute(hand):
 
 
 def test_bench_profile_order_and_patch(bench13):
-    from temseg.sweep import architectures as grid_archs
-    from temseg.sweep import load_profile
+    from temseg.sweep.space import architectures as grid_archs
+    from temseg.sweep.profile import load_profile
 
     assert bench13.patch_size == 192  # the profile's patch, found from the table alone
     assert bench13.grid_order() == grid_archs(load_profile("bench", {}), 192)
     # the replay's space is the live search's on the bench profile
-    from temseg.search import SearchConfig, space_for
+    from temseg.sweep.search import SearchConfig, space_for
 
     assert space_of(bench13) == space_for(load_profile("bench", {}), SearchConfig(), 192)
     assert len(space_of(bench13).architectures()) == 13
@@ -388,7 +388,7 @@ def test_strategies_listed():
 def test_warm_start_tells_finished_runs_without_training_them():
     import optuna
 
-    from temseg.search import warm_outcomes
+    from temseg.sweep.search import warm_outcomes
 
     space = SearchSpace((2,), (2, 4), 128, dilation_sets=((1, 1, 1), (1, 2, 2)))
     proposer = Proposer(space, "dice", "flops", max_epochs=4)
@@ -445,7 +445,7 @@ def test_warm_start_tells_finished_runs_without_training_them():
 def test_warm_start_rows_read_finished_runs_of_the_dataset_and_seed(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from temseg.search import warm_start_rows
+    from temseg.sweep.search import warm_start_rows
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     client = MlflowClient(uri)
@@ -469,7 +469,7 @@ def test_warm_start_rows_read_finished_runs_of_the_dataset_and_seed(tmp_path):
 def test_bad_warm_start_experiment_exits_2_before_ray(tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
-    from temseg.sweep_cli import search_main
+    from temseg.sweep.cli import search_main
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     MlflowClient(uri).create_experiment("old")
@@ -536,7 +536,7 @@ def test_compare_grid_counts_as_the_replay_does(hand):
 def test_grid_summary_best_and_seconds_as_the_table_defines_them(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from temseg.search import grid_summary
+    from temseg.sweep.search import grid_summary
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     client = MlflowClient(uri)
@@ -554,8 +554,8 @@ def test_the_committed_table_reproduces_the_committed_replay():
     # --search-seeds 30`; the strategies without TPE replay in seconds, so their committed
     # numbers are checked exactly here (the TPE ones take minutes; their determinism is tested
     # above on a smaller table)
-    from temseg.search.replay import bench
-    from temseg.search.table import load_table
+    from temseg.sweep.search.replay import bench
+    from temseg.sweep.search.table import load_table
 
     committed = json.loads((REPO / "docs" / "bench" / "strategies.json").read_text())
     table = load_table(REPO / "docs" / "bench" / "table.csv")

@@ -16,7 +16,7 @@ process (Ray 2.60 would otherwise switch a ``ray start`` cluster to token auth a
 
 Every address given or advertised is loopback. Note that Ray 2.60's own gRPC servers (GCS,
 raylets, workers) still bind all interfaces whatever ``--node-ip-address`` says; Ray has no
-setting for that in this release (the local runtime of ``temseg.tune.init_ray`` does the same).
+setting for that in this release (the local runtime of ``temseg.sweep.runtime.init_ray`` does the same).
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ def assert_finished(client, run, epochs):
 
 def ray_epochs(tmp_path, run_name):
     """The epochs Ray Tune recorded for a trial, in order, over all its tries."""
-    from temseg.tune.tuner import trial_dirname
+    from temseg.sweep.runtime.tuner import trial_dirname
 
     name = trial_dirname(run_name)
     (trial_dir,) = (tmp_path / "ray").glob(f"*/{name}_*")

@@ -135,7 +135,7 @@ def test_gpus_per_trial_the_cluster_cannot_satisfy(tmp_path, stores):
 )
 def test_resource_requests_checked_against_the_cluster(cpus, gpus, message):
     # the same check as above without starting a runtime: check_resources on given resources
-    from temseg.tune import ResourceError, check_resources
+    from temseg.sweep.runtime import ResourceError, check_resources
 
     with pytest.raises(ResourceError, match=re.escape(message)):
         check_resources(cpus, gpus, {"CPU": 2.0})
@@ -260,8 +260,8 @@ def test_search_refuses_an_unreachable_address_at_once(tmp_path):
 
 
 def test_profile_errors_name_the_profile_file(tmp_path, monkeypatch):
-    from temseg import sweep
     from temseg.config import ConfigError
+    from temseg.sweep import profile as sweep
 
     (tmp_path / "bad.yaml").write_text("epochs: 0\n")
     (tmp_path / "nested.yaml").write_text("synthetic: {images: 4, imgaes: 5}\n")
@@ -275,7 +275,7 @@ def test_profile_errors_name_the_profile_file(tmp_path, monkeypatch):
 
 def test_from_dict_checks_nested_dataclasses():
     from temseg.config import ConfigError, from_dict, to_dict
-    from temseg.sweep import SweepConfig, SyntheticData
+    from temseg.sweep.profile import SweepConfig, SyntheticData
 
     cfg = from_dict(SweepConfig, {"synthetic": {"seed": 3, "contrasts": [0.1]}})
     assert cfg.synthetic == SyntheticData(seed=3, contrasts=(0.1,))
@@ -308,8 +308,9 @@ def test_temseg_grid_and_sweeps_grid_print_the_same_table(profile):
 
 def test_search_space_is_the_profiles_grid():
     # --compare-grid compares like with like: the search explores the grid's architectures
-    from temseg.search import SearchConfig, space_for
-    from temseg.sweep import architectures, load_profile
+    from temseg.sweep.search import SearchConfig, space_for
+    from temseg.sweep.profile import load_profile
+    from temseg.sweep.space import architectures
 
     for name, patch in (("smoke", 128), ("demo", 192), ("paper", 512)):
         cfg = load_profile(name)

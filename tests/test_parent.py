@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from temseg.grid_report import summary_for_parent
+from temseg.sweep.grid_report import summary_for_parent
 
 
 def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
@@ -42,7 +42,7 @@ def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
 
 
 def test_a_search_parent_counts_the_trials_it_trained():
-    from temseg.search.strategy import parent_summary
+    from temseg.sweep.search.strategy import parent_summary
 
     summaries = [
         {"study": "d/optuna-dice-s0", "trained": 5, "warm_started": 2, "failed": 1},

@@ -1,4 +1,4 @@
-"""The sweep's terminal progress (temseg.tune.progress.Progress), driven without Ray."""
+"""The sweep's terminal progress (temseg.sweep.runtime.progress.Progress), driven without Ray."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import io
 
 import pytest
 
-from temseg.tune.progress import Progress, _duration
+from temseg.sweep.runtime.progress import Progress, _duration
 
 
 def test_counts_epochs_and_estimates_the_time_left(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("temseg.tune.progress.time.time", lambda: now[0])
+    monkeypatch.setattr("temseg.sweep.runtime.progress.time.time", lambda: now[0])
     out = io.StringIO()
     p = Progress(4, 3, stream=out, live=False, every=60)
     assert p.status() == (
@@ -42,7 +42,7 @@ def test_counts_epochs_and_estimates_the_time_left(monkeypatch):
 
 def test_a_resumed_trial_counts_its_earlier_epochs_as_done_but_not_in_the_rate(monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("temseg.tune.progress.time.time", lambda: now[0])
+    monkeypatch.setattr("temseg.sweep.runtime.progress.time.time", lambda: now[0])
     p = Progress(2, 6, stream=io.StringIO(), live=False)
     p.result("skipped", 6, reused=True)  # finished before: no training now
     now[0] = 10.0
@@ -83,7 +83,7 @@ def test_durations_read():
 
 def test_before_any_trial_ends_the_estimate_uses_the_epochs_own_seconds(monkeypatch):
     now = [0.0]
-    monkeypatch.setattr("temseg.tune.progress.time.time", lambda: now[0])
+    monkeypatch.setattr("temseg.sweep.runtime.progress.time.time", lambda: now[0])
     p = Progress(4, 6, stream=io.StringIO(), live=False)
     p.start("a")
     p.start("b")

@@ -8,7 +8,7 @@ import math
 from temseg import schema, train
 from temseg.analysis import collect
 from temseg.config import TrainConfig
-from temseg.search import runs, table
+from temseg.sweep.search import runs, table
 from temseg.trial import Dataset, Trial
 
 TRIAL = Trial(

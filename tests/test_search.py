@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from temseg.receptive_field import Architecture, valid_architectures
-from temseg.search import (
+from temseg.sweep.search import (
     CONSTRAINT,
     Proposer,
     SearchSpace,
@@ -133,8 +133,10 @@ def test_outcomes_complete_pruned_failed():
 
 
 def test_a_proposal_becomes_the_grids_trial_dict():
-    from temseg.search import TrialFactory
-    from temseg.sweep import Dataset, SweepConfig, build_trials
+    from temseg.sweep.search import TrialFactory
+    from temseg.sweep.profile import SweepConfig
+    from temseg.sweep.space import build_trials
+    from temseg.trial import Dataset
 
     ds = Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 1.5)
     cfg = SweepConfig(profile="smoke", seeds=(752,), epochs=2, lr=1e-3, batch_size=8)
@@ -167,7 +169,7 @@ def test_a_proposal_becomes_the_grids_trial_dict():
 
 def test_search_config_rejects_bad_values():
     from temseg.config import ConfigError
-    from temseg.search import search_config
+    from temseg.sweep.search import search_config
 
     assert search_config({"objective": None, "trials": 5}).trials == 5
     with pytest.raises(ConfigError, match="objective must be one of"):
@@ -298,7 +300,9 @@ def fake_grid(uri, store, tmp_path, values):
     ``values``: pools -> per-epoch val dice (one seed, 2 epochs).
     """
     from temseg.receptive_field import format_seq
-    from temseg.sweep import SweepConfig, build_trials, open_datasets
+    from temseg.sweep.datasets import open_datasets
+    from temseg.sweep.profile import SweepConfig
+    from temseg.sweep.space import build_trials
     from temseg.tracking import TrialRun, ensure_experiment
     from temseg.trial import RayTrial
 

@@ -248,7 +248,8 @@ def test_registered_model_round_trip(tmp_path, capsys):
     """Sweep-like runs in a real SQLite store -> register_recommended -> segment models:/."""
     from mlflow import MlflowClient
 
-    from temseg import grid_report, tracking
+    from temseg import tracking
+    from temseg.sweep import grid_report
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     exp = tracking.ensure_experiment(uri, "study")

@@ -377,7 +377,9 @@ def test_ctrl_c_leaves_no_ray_process_and_marks_the_parent_killed(tmp_path, stor
 
 def test_precision_is_in_the_trial_key_the_params_and_the_table():
     from temseg.config import ConfigError, from_dict
-    from temseg.sweep import Dataset, SweepConfig, build_trials, load_profile, trial_table
+    from temseg.sweep.profile import SweepConfig, load_profile
+    from temseg.sweep.space import build_trials, trial_table
+    from temseg.trial import Dataset
     from temseg.trial import trial_key
 
     datasets = [Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 0.1)]
@@ -427,7 +429,7 @@ def test_grid_precision_flag_reaches_the_dry_run_table():
 
 
 def test_data_seed_overrides_the_synthetic_series_seed(tmp_path):
-    from temseg.sweep import load_profile
+    from temseg.sweep.profile import load_profile
 
     out = grid("--profile", "demo", "--dry-run", "--data-seed", 7, "--storage-path", tmp_path / "r")
     assert out.returncode == 0, out.stderr
@@ -454,7 +456,7 @@ KNOBS = {
 
 def test_synthetic_generator_knobs_round_trip_and_reject_unknown_ones():
     from temseg.config import ConfigError, from_dict, to_dict
-    from temseg.sweep import SyntheticData
+    from temseg.sweep.profile import SyntheticData
 
     raw = {"preset": "hr-2.2nm", "contrasts": [0.02, 0.2], "images": 4, "seed": 3, **KNOBS}
     s = from_dict(SyntheticData, raw)
@@ -483,13 +485,9 @@ def test_synthetic_generator_knobs_round_trip_and_reject_unknown_ones():
 def test_synthetic_knobs_reach_the_generator_and_the_plan(tmp_path, monkeypatch, capsys):
     import temseg.data.synth as synth
     from temseg.config import ConfigError, from_dict
-    from temseg.sweep import (
-        SweepConfig,
-        SyntheticData,
-        planned_datasets,
-        synthetic_datasets,
-        trial_table,
-    )
+    from temseg.sweep.datasets import planned_datasets, synthetic_datasets
+    from temseg.sweep.profile import SweepConfig, SyntheticData
+    from temseg.sweep.space import trial_table
 
     s = from_dict(SyntheticData, {"contrasts": [0.02, 0.2], "patch_size": 128, **KNOBS})
     cfg = SweepConfig(synthetic=s, blocks=(2,), pools=("2-2",), dilation_variants=False)

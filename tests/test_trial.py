@@ -9,7 +9,9 @@ how a trial is keyed or logged fails here first.
 from __future__ import annotations
 
 from temseg.receptive_field import Architecture
-from temseg.sweep import Dataset, SweepConfig, build_trials
+from temseg.sweep.profile import SweepConfig
+from temseg.sweep.space import build_trials
+from temseg.trial import Dataset
 
 DS = Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 0.1)
 CFG = SweepConfig(
@@ -73,7 +75,7 @@ def test_a_known_grid_trial_keeps_its_key_name_params_and_tags():
 
 
 def test_a_known_search_trial_keeps_its_key_and_tags():
-    from temseg.search import TrialFactory
+    from temseg.sweep.search import TrialFactory
 
     factory = TrialFactory(CFG, DS, "sqlite:////tmp/x.db", "7", "discs128/optuna-dice-s0")
     trial = factory(Architecture(2, (4, 2), (1, 1, 1)))

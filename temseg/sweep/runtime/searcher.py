@@ -1,4 +1,4 @@
-"""Ray's ``OptunaSearch`` asking its study through a :class:`temseg.search.Proposer`."""
+"""Ray's ``OptunaSearch`` asking its study through a :class:`temseg.sweep.search.Proposer`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 
 
 class ArchitectureSearcher(OptunaSearch):
-    """Ray's ``OptunaSearch`` asking its study through a :class:`temseg.search.Proposer`.
+    """Ray's ``OptunaSearch`` asking its study through a :class:`temseg.sweep.search.Proposer`.
 
     The proposer samples the define-by-run space and never hands out an architecture the
     patch cannot train (told to the study as a constraint violation) nor one already trained

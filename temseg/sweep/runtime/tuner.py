@@ -1,8 +1,8 @@
 """Ray's runtime and one Tuner for both strategies: a grid and a search are the same Tuner.
 
 The grid samples every trial of its space (``tune.grid_search``); the search asks an
-:class:`temseg.tune.searcher.ArchitectureSearcher` and stops weak trials with ASHA. Both run
-the same trainable (:mod:`temseg.tune.trainable`), the same resume, and return the same
+:class:`temseg.sweep.runtime.searcher.ArchitectureSearcher` and stops weak trials with ASHA. Both run
+the same trainable (:mod:`temseg.sweep.runtime.trainable`), the same resume, and return the same
 :class:`temseg.trial.TrialResult` per trial.
 """
 
@@ -21,10 +21,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from temseg.trial import RayTrial, TrialResult
-from temseg.tune import processes
-from temseg.tune import trainable as trainable_module
-from temseg.tune.callbacks import _Progress, _SearchProgress
-from temseg.tune.searcher import STRICT_METRIC_ENV, ArchitectureSearcher
+from temseg.sweep.runtime import processes
+from temseg.sweep.runtime import trainable as trainable_module
+from temseg.sweep.runtime.callbacks import _Progress, _SearchProgress
+from temseg.sweep.runtime.searcher import STRICT_METRIC_ENV, ArchitectureSearcher
 
 LOOPBACK_NODE_IP = "127.0.0.2" if sys.platform.startswith("linux") else "127.0.0.1"
 
@@ -91,7 +91,7 @@ def check_resources(
     """Refuse, before anything runs, a per-trial request the cluster can never satisfy.
 
     The request itself (CPUs > 0, GPUs >= 0 and whole above 1) was checked when the sweep's
-    config was built (:class:`temseg.sweep.SweepConfig`).
+    config was built (:class:`temseg.sweep.profile.SweepConfig`).
     """
     gpus = cluster.get("GPU", 0.0)
     if gpus_per_trial > 0 and gpus < gpus_per_trial:
@@ -258,9 +258,9 @@ def run_search(
     Parameters
     ----------
     proposer
-        A :class:`temseg.search.Proposer` (space, objectives, trial configs).
+        A :class:`temseg.sweep.search.Proposer` (space, objectives, trial configs).
     sampler
-        The seeded Optuna sampler (:func:`temseg.search.make_sampler`).
+        The seeded Optuna sampler (:func:`temseg.sweep.search.make_sampler`).
     trials
         Ray trials at most (each trains a new architecture); fewer when the space runs out.
     max_concurrent
@@ -272,7 +272,7 @@ def run_search(
         ``on_stopped(trial, last_result)`` for each trial ASHA stopped (e.g. close its run).
     warm_start
         Architecture -> Outcome of runs trained before, told to the study and never proposed
-        (:meth:`temseg.search.Proposer.warm_start`); ignored when a search is restored.
+        (:meth:`temseg.sweep.search.Proposer.warm_start`); ignored when a search is restored.
 
     With ``resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
     study and known outcomes come back, finished trials are kept and unfinished ones restart

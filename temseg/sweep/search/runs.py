@@ -10,8 +10,8 @@ from temseg.receptive_field import (
     Architecture,
     parse_seq,
 )
-from temseg.search.space import SEARCH_METHOD
-from temseg.search.summary import is_finite
+from temseg.sweep.search.space import SEARCH_METHOD
+from temseg.sweep.search.summary import is_finite
 from temseg.trial import TAG_STUDY
 
 # what a search reads of its trial runs besides collect's columns (temseg.schema's names)
@@ -120,7 +120,7 @@ def grid_summary(tracking_uri: str, experiment: str, dataset: str) -> dict[str, 
 
     Best = the architecture with the highest mean over seeds of its finished runs' final test
     hard dice (the test dice of each run's best-validation checkpoint), as the replay
-    (:mod:`temseg.search.table`) defines it; ties go to the higher mean best validation dice,
+    (:mod:`temseg.sweep.search.table`) defines it; ties go to the higher mean best validation dice,
     then the smaller RF. Compute: ``trial_epochs`` (epochs logged by every grid run of the
     dataset), ``trial_seconds`` (the sum of every logged epoch's ``epoch_seconds``; for grids
     logged before those existed, the sum of run durations: ``seconds_from`` says which) and

@@ -1,8 +1,8 @@
-"""The search as a :class:`temseg.campaign.Strategy`: per dataset and seed, one study.
+"""The search as a :class:`temseg.sweep.campaign.Strategy`: per dataset and seed, one study.
 
-``temseg search`` hands :class:`SearchStrategy` to :func:`temseg.campaign.run_campaign`
+``temseg search`` hands :class:`SearchStrategy` to :func:`temseg.sweep.campaign.run_campaign`
 (preflight, Ray runtime, data, report: shared with the grid); every Ray call is in
-:func:`temseg.tune.run_search`, every MLflow write in :mod:`temseg.tracking`.
+:func:`temseg.sweep.runtime.run_search`, every MLflow write in :mod:`temseg.tracking`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from temseg.receptive_field import (
     parse_seq,
     train_gflop,
 )
-from temseg.search.proposer import Outcome, Proposer, make_sampler
-from temseg.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
-from temseg.search.space import (
+from temseg.sweep.search.proposer import Outcome, Proposer, make_sampler
+from temseg.sweep.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
+from temseg.sweep.search.space import (
     COST_WORDS,
     DICE,
     SEARCH_METHOD,
@@ -31,7 +31,7 @@ from temseg.search.space import (
     space_for,
     study_name,
 )
-from temseg.search.summary import (
+from temseg.sweep.search.summary import (
     answer_in_words,
     compare_with_grid,
     print_summary,
@@ -47,12 +47,12 @@ from temseg.trial import TAG_SEARCH, RayTrial
 class TrialFactory:
     """Architecture -> the grid's ``{"train", "meta"}`` trial dict, tagged with the study.
 
-    Built by :func:`temseg.sweep.make_trial` exactly as the grid's. The trial key also holds
+    Built by :func:`temseg.sweep.space.make_trial` exactly as the grid's. The trial key also holds
     the study, so two searches (another seed, another objective) never share a run, while a
     resumed search finds its own.
     """
 
-    sweep: Any  # temseg.sweep.SweepConfig with epochs = max_epochs, seeds = (train seed,)
+    sweep: Any  # temseg.sweep.profile.SweepConfig with epochs = max_epochs, seeds = (train seed,)
     dataset: Any  # temseg.trial.Dataset
     tracking_uri: str
     experiment_id: str
@@ -60,7 +60,7 @@ class TrialFactory:
     parent_run_id: str | None = None  # the search's MLflow parent run
 
     def __call__(self, arch: Architecture) -> dict[str, Any]:
-        from temseg.sweep import make_trial
+        from temseg.sweep.space import make_trial
 
         trial = make_trial(
             self.sweep,
@@ -89,7 +89,7 @@ def _max_concurrent(scfg: SearchConfig, sweep: Any, cluster: Mapping[str, float]
 
 def _ray_name(storage_path: str, experiment: str, study: str, resume: bool) -> str:
     """Ray's run folder of one study: a fresh one per search; ``--resume`` picks the latest."""
-    from temseg.tune import ray_run_name
+    from temseg.sweep.runtime import ray_run_name
 
     return ray_run_name(storage_path, f"{experiment}_{study}", resume)
 
@@ -167,9 +167,9 @@ def plan(scfg: SearchConfig, sweep: Any, datasets: Sequence[Any]) -> list[dict[s
 
 @dataclass
 class SearchStrategy:
-    """The search as a :class:`temseg.campaign.Strategy`: one study per dataset and seed.
+    """The search as a :class:`temseg.sweep.campaign.Strategy`: one study per dataset and seed.
 
-    Every dataset of the sweep config (a :class:`temseg.sweep.SweepConfig`: datasets, the
+    Every dataset of the sweep config (a :class:`temseg.sweep.profile.SweepConfig`: datasets, the
     space, the protocol, resources per trial) is searched once per seed of ``scfg`` (trials,
     epochs, objective, seeds, tolerance, ASHA). ``experiment`` is the MLflow experiment of the
     search runs; ``compare_grid`` a finished grid experiment in the same store (each summary
@@ -248,7 +248,7 @@ class SearchStrategy:
         parent_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         from temseg import tracking
-        from temseg import tune as ttune
+        from temseg.sweep import runtime as ttune
 
         scfg, uri, experiment = self.scfg, where.tracking_uri, self.experiment
         max_epochs = self.max_epochs(sweep)

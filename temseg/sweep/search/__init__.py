@@ -1,6 +1,6 @@
 """Optuna search for the smallest, cheapest network whose receptive field is on the plateau.
 
-The grid (:mod:`temseg.sweep`) trains every architecture with every seed: 30 x 5 per dataset
+The grid (:mod:`temseg.sweep.grid`) trains every architecture with every seed: 30 x 5 per dataset
 for the paper. A user with a new dataset wants the answer of that grid, the cheapest network
 within a tolerance of the best dice, without paying for it. This module asks Optuna's TPE
 sampler (Bergstra et al. 2011; multi-objective: Ozaki et al. 2020) for architectures one at a
@@ -15,28 +15,28 @@ divide it, is never trained: it is told to the sampler as infeasible (an Optuna 
 so TPE learns to stop proposing it) and the sampler is asked again. An architecture already
 trained in this search is not trained again either: its outcome is told once more and the
 sampler is asked again. Both loops live in :class:`Proposer`, pure Optuna, so tests drive the
-very code the Ray searcher (:class:`temseg.tune.ArchitectureSearcher`) runs, without Ray.
+very code the Ray searcher (:class:`temseg.sweep.runtime.ArchitectureSearcher`) runs, without Ray.
 
 Layout, one module per concern (none imports Ray; MLflow is only read, in ``runs``):
 
-- :mod:`temseg.search.space`: the config, objectives and costs, the space (pure);
-- :mod:`temseg.search.proposer`: proposals and outcomes (pure Optuna);
-- :mod:`temseg.search.runs`: a study and a grid read back from MLflow;
-- :mod:`temseg.search.summary`: Pareto front, recommendation, grid comparison, words, files;
-- :mod:`temseg.search.strategy`: the search as a :class:`temseg.campaign.Strategy`;
-- :mod:`temseg.search.table`: a recorded benchmark table (every architecture x seed with its
+- :mod:`temseg.sweep.search.space`: the config, objectives and costs, the space (pure);
+- :mod:`temseg.sweep.search.proposer`: proposals and outcomes (pure Optuna);
+- :mod:`temseg.sweep.search.runs`: a study and a grid read back from MLflow;
+- :mod:`temseg.sweep.search.summary`: Pareto front, recommendation, grid comparison, words, files;
+- :mod:`temseg.sweep.search.strategy`: the search as a :class:`temseg.sweep.campaign.Strategy`;
+- :mod:`temseg.sweep.search.table`: a recorded benchmark table (every architecture x seed with its
   per-epoch curves), exported from MLflow;
-- :mod:`temseg.search.replay`: search strategies replayed against such a table, no training
+- :mod:`temseg.sweep.search.replay`: search strategies replayed against such a table, no training
   (``scripts/bench_search.py``).
 
-Every Ray call is in :func:`temseg.tune.run_search`, every MLflow write in
+Every Ray call is in :func:`temseg.sweep.runtime.run_search`, every MLflow write in
 :mod:`temseg.tracking`; the FLOP count is :func:`temseg.receptive_field.forward_flops`.
 """
 
 from temseg.receptive_field import forward_flops, train_gflop
-from temseg.search.proposer import Outcome, Proposer, make_sampler, propose_sequence
-from temseg.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
-from temseg.search.space import (
+from temseg.sweep.search.proposer import Outcome, Proposer, make_sampler, propose_sequence
+from temseg.sweep.search.runs import grid_summary, search_trials, study_has_runs, warm_start_rows
+from temseg.sweep.search.space import (
     CONSTRAINT,
     COST_METRIC,
     COST_WORDS,
@@ -51,13 +51,13 @@ from temseg.search.space import (
     space_for,
     study_name,
 )
-from temseg.search.strategy import (
+from temseg.sweep.search.strategy import (
     SearchStrategy,
     TrialFactory,
     plan,
     warm_outcomes,
 )
-from temseg.search.summary import (
+from temseg.sweep.search.summary import (
     answer_in_words,
     compare_with_grid,
     incumbent_to_reach,

@@ -2,9 +2,9 @@
 
 ``python sweeps/grid.py`` and ``python sweeps/optuna_search.py`` are thin entry points over
 :func:`grid_main` and :func:`search_main`. Both faces parse, build a validated
-:class:`temseg.sweep.SweepConfig` (exit 2 with one line naming the field on a bad value), and
-call one function, :func:`temseg.campaign.run_campaign`, with their strategy
-(:class:`temseg.sweep.GridStrategy` or :class:`temseg.search.SearchStrategy`). Nothing heavy is imported before
+:class:`temseg.sweep.profile.SweepConfig` (exit 2 with one line naming the field on a bad value), and
+call one function, :func:`temseg.sweep.campaign.run_campaign`, with their strategy
+(:class:`temseg.sweep.grid.GridStrategy` or :class:`temseg.sweep.search.SearchStrategy`). Nothing heavy is imported before
 the config is valid, so ``--help``, ``--dry-run`` and bad flags answer at once.
 """
 
@@ -308,9 +308,9 @@ def search_parser(prog: str = "temseg search") -> argparse.ArgumentParser:
 
 
 def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
-    """The validated :class:`temseg.sweep.SweepConfig` of the profile and the common flags."""
+    """The validated :class:`temseg.sweep.profile.SweepConfig` of the profile and the common flags."""
     from temseg.config import ConfigError
-    from temseg.sweep import load_profile
+    from temseg.sweep.profile import load_profile
 
     if args.data_seed is not None and args.data:
         raise ConfigError(
@@ -338,8 +338,8 @@ def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def _where(args: argparse.Namespace, project_dir: Path | None) -> Any:
-    """The :class:`temseg.campaign.Placement` of the resource and storage flags."""
-    from temseg.campaign import PROJECT_DIR, placement
+    """The :class:`temseg.sweep.campaign.Placement` of the resource and storage flags."""
+    from temseg.sweep.campaign import PROJECT_DIR, placement
 
     return placement(
         project_dir or PROJECT_DIR,
@@ -371,8 +371,8 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
     """Run ``temseg grid`` from parsed arguments; the exit code (2: refused at start)."""
     try:
         cfg = sweep_config(args, seeds=args.seeds, epochs=args.epochs, experiment=args.experiment)
-        from temseg.campaign import run_campaign
-        from temseg.sweep import GridStrategy
+        from temseg.sweep.campaign import run_campaign
+        from temseg.sweep.grid import GridStrategy
 
         where = _where(args, project_dir)
         results = run_campaign(cfg, GridStrategy(), where, dry_run=args.dry_run)
@@ -387,8 +387,8 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
 def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | None = None) -> int:
     """Run ``temseg search`` from parsed arguments; the exit code (2: refused at start)."""
     try:
-        from temseg.campaign import run_campaign
-        from temseg.search import SEARCH_METHOD, SearchStrategy, search_config
+        from temseg.sweep.campaign import run_campaign
+        from temseg.sweep.search import SEARCH_METHOD, SearchStrategy, search_config
 
         sweep = sweep_config(args)
         scfg = search_config(

@@ -1,4 +1,4 @@
-"""Search strategies replayed against a recorded table (:mod:`temseg.search.table`), no training.
+"""Search strategies replayed against a recorded table (:mod:`temseg.sweep.search.table`), no training.
 
 A replayed trial of architecture ``a`` with training seed ``s`` run to epoch ``k`` returns the
 table's epoch 1..k values of that pair and costs ``k`` trial-epochs and the sum of those
@@ -9,12 +9,12 @@ on a 3-seed table use each seed 10 times.
 Strategies (every one stops when each architecture of the table has been tried, or when the
 proposer finds no new one in ``Proposer.max_tries`` asks, as the live searcher does):
 
-- ``grid``: the architectures in the order :func:`temseg.sweep.architectures` trains them,
+- ``grid``: the architectures in the order :func:`temseg.sweep.space.architectures` trains them,
   each to the table's last epoch (one seed of the grid: at most 1/n_seeds of its compute);
 - ``random``: a random order (seeded by the search seed), full epochs;
-- ``tpe``: the live search's proposer: :class:`temseg.search.Proposer` over the
-  :class:`temseg.search.SearchSpace` of the table's architectures, its seeded TPE sampler
-  (:func:`temseg.search.make_sampler`, ``n_startup_trials`` as ``SearchConfig.startup_trials``
+- ``tpe``: the live search's proposer: :class:`temseg.sweep.search.Proposer` over the
+  :class:`temseg.sweep.search.SearchSpace` of the table's architectures, its seeded TPE sampler
+  (:func:`temseg.sweep.search.make_sampler`, ``n_startup_trials`` as ``SearchConfig.startup_trials``
   gives for a search of every architecture), full epochs;
 - ``tpe+asha``: the live search's default: the same, with asynchronous successive halving on
   the epoch axis with the live search's grace period and reduction factor
@@ -52,9 +52,9 @@ from typing import Any
 import numpy as np
 
 from temseg.receptive_field import Architecture
-from temseg.search.proposer import Outcome, Proposer, make_sampler
-from temseg.search.space import DICE, SearchConfig, SearchSpace
-from temseg.search.table import Table
+from temseg.sweep.search.proposer import Outcome, Proposer, make_sampler
+from temseg.sweep.search.space import DICE, SearchConfig, SearchSpace
+from temseg.sweep.search.table import Table
 
 STRATEGIES = ("grid", "random", "tpe", "tpe+asha", "tpe+hyperband", "random+asha")
 

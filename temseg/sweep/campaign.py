@@ -1,7 +1,7 @@
 """One orchestration for every sweep: preflight, data, Ray runtime, resume, report.
 
-A grid (:class:`temseg.sweep.GridStrategy`) and an architecture search
-(:class:`temseg.search.SearchStrategy`) are the same experiment with a different strategy over
+A grid (:class:`temseg.sweep.grid.GridStrategy`) and an architecture search
+(:class:`temseg.sweep.search.SearchStrategy`) are the same experiment with a different strategy over
 one space, so they share one :func:`run_campaign`:
 
 1. preflight, before anything starts: the config was validated when it was built; then the
@@ -11,7 +11,7 @@ one space, so they share one :func:`run_campaign`:
    minutes);
 2. the Ray runtime (local or ``--address``) and the per-trial resources it must fit;
 3. data preparation (the profile's synthetic series, created once under ``data/``);
-4. the strategy's run (Ray Tune, through :mod:`temseg.tune`), resumable with ``resume``;
+4. the strategy's run (Ray Tune, through :mod:`temseg.sweep.runtime`), resumable with ``resume``;
 5. the strategy's report, after the runtime is shut down.
 
 ``dry_run`` stops after planning the datasets and prints the strategy's plan. Nothing here
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from temseg.config import ConfigError
-from temseg.sweep import SweepConfig
+from temseg.sweep.profile import SweepConfig
 from temseg.trial import Dataset
 
 R = TypeVar("R")
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 class ClusterError(RuntimeError):
@@ -158,7 +158,7 @@ def connect(
     address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None
 ) -> dict[str, float]:
     """Start a local Ray runtime or connect to ``address``; the cluster's resources."""
-    from temseg import tune as ttune
+    from temseg.sweep import runtime as ttune
 
     try:
         return ttune.init_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
@@ -176,7 +176,7 @@ def connect(
 def check_local_cuda(device: str, gpus_per_trial: float) -> None:
     """Refuse GPU trials on a local runtime whose torch cannot use CUDA (unless ``--device
     cpu``): every trial would fail on its first line. On a cluster each GPU node's torch
-    decides, and its trials fail fast instead (:func:`temseg.tune.trial_device`)."""
+    decides, and its trials fail fast instead (:func:`temseg.sweep.runtime.trial_device`)."""
     if gpus_per_trial <= 0 or device == "cpu":
         return
     from temseg.train import cuda_problem
@@ -195,9 +195,9 @@ def run_campaign(
 ) -> list[R]:
     """Preflight, runtime, data, run and report of one sweep (see the module docstring).
 
-    ``cfg`` is a :class:`temseg.sweep.SweepConfig` (validated when built).
+    ``cfg`` is a :class:`temseg.sweep.profile.SweepConfig` (validated when built).
     """
-    from temseg import sweep as tsweep
+    from temseg.sweep import datasets as tsweep
 
     if dry_run:
         strategy.plan(cfg, tsweep.planned_datasets(cfg, where.data_dir))
@@ -224,7 +224,7 @@ def run_campaign(
     if datasets is not None:
         strategy.check_datasets(cfg, where, datasets)
 
-    from temseg import tune as ttune
+    from temseg.sweep import runtime as ttune
 
     cluster = connect(where.address, num_cpus=where.num_cpus, num_gpus=where.num_gpus)
     parent = None

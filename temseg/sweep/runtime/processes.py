@@ -1,7 +1,7 @@
 """Every process of a local Ray runtime, found by a mark in its environment, and stopped.
 
 Linux ``/proc`` only (elsewhere nothing is found). No Ray import: the mark is set by
-:func:`temseg.tune.tuner.init_ray` before the runtime starts.
+:func:`temseg.sweep.runtime.tuner.init_ray` before the runtime starts.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from temseg.receptive_field import (
     parse_seq,
     train_gflop,
 )
-from temseg.search.space import COST_METRIC, COST_WORDS, SearchConfig
+from temseg.sweep.search.space import COST_METRIC, COST_WORDS, SearchConfig
 from temseg.tables import print_table
 
 
@@ -94,7 +94,7 @@ def incumbent_to_reach(
 ) -> dict[str, Any]:
     """The search's compute until its incumbent first had test dice >= ``threshold``.
 
-    The definitions of the replay (:mod:`temseg.search.replay`): the incumbent is the trial
+    The definitions of the replay (:mod:`temseg.sweep.search.replay`): the incumbent is the trial
     with the highest best validation dice among those trained to ``max_epochs``
     (``status`` finished), in the order they finished (``end_ms``; ties keep the earlier);
     its test dice is the run's final ``test_hard_dice`` (test at its best-validation epoch).
@@ -181,8 +181,8 @@ def compare_with_grid(
 ) -> dict[str, Any]:
     """Search compute to come within ``tolerance`` of the grid's best, as grid fractions.
 
-    The replay's accounting (:mod:`temseg.search.replay`): the target is the grid's best
-    architecture's seed-mean test dice (:func:`temseg.search.grid_summary`) less
+    The replay's accounting (:mod:`temseg.sweep.search.replay`): the target is the grid's best
+    architecture's seed-mean test dice (:func:`temseg.sweep.search.grid_summary`) less
     ``tolerance``, reached when the search's incumbent's test dice first gets there
     (:func:`incumbent_to_reach`); the grid's compute is every trial-epoch it logged and the sum
     of their ``epoch_seconds``.

@@ -18,7 +18,7 @@ from temseg.receptive_field import (
     Architecture,
     parameter_count,
 )
-from temseg.search.space import CONSTRAINT, COST_METRIC, DICE, SearchSpace, cost_of
+from temseg.sweep.search.space import CONSTRAINT, COST_METRIC, DICE, SearchSpace, cost_of
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class Proposer:
         dice = result.get(DICE)
         if dice is None:
             # a trial whose MLflow run had already finished reports that run's final metrics
-            # (temseg.tune.trainable's skip path): the last val dice stands in for the best
+            # (temseg.sweep.runtime.trainable's skip path): the last val dice stands in for the best
             dice = result.get("val_hard_dice")
         epoch = int(result.get("epoch", 0) or 0)
         hist = tuple((int(s), float(v)) for s, v in history)

@@ -2,7 +2,7 @@
 
 Search methods are measured on recorded tables (tabular benchmarks such as HPOBench and
 NAS-Bench-201): every configuration trained once with its full per-epoch curves, then each
-method replayed against the table at no training cost (:mod:`temseg.search.replay`).
+method replayed against the table at no training cost (:mod:`temseg.sweep.search.replay`).
 
 The table is a compact CSV, one row per (architecture, seed, epoch):
 
@@ -289,13 +289,14 @@ class Table:
         return step * (max(a.rf_px for a in self.architectures) // step + 1)
 
     def grid_order(self) -> list[Architecture]:
-        """The table's architectures in the order :func:`temseg.sweep.architectures` trains them.
+        """The table's architectures in the order :func:`temseg.sweep.space.architectures` trains them.
 
         The sweep is rebuilt from the table: its blocks, its pool sequences (lexicographic,
         as a profile lists them) and the Figure 4 dilation variants; any architecture of the
         table it does not produce follows, by N, pools, dilations.
         """
-        from temseg.sweep import SweepConfig, architectures
+        from temseg.sweep.profile import SweepConfig
+        from temseg.sweep.space import architectures
 
         pools = sorted({a.pools for a in self.architectures}, key=lambda p: (len(p), p))
         sweep = SweepConfig(

@@ -8,7 +8,7 @@ import time
 from ray import tune
 
 from temseg.trial import RayTrial
-from temseg.tune.progress import Progress
+from temseg.sweep.runtime.progress import Progress
 
 
 class _Live(tune.Callback):

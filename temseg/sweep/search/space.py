@@ -238,11 +238,11 @@ def space_for(sweep: Any, scfg: SearchConfig, patch_size: int) -> SearchSpace:
     """The search's space on one patch size: the profile's own, as its grid would train it.
 
     Without ``scfg.dilation_choices`` the space is exactly the grid's architectures
-    (:func:`temseg.sweep.architectures`: its blocks, kernels or pool sequences, dilation sets
+    (:func:`temseg.sweep.space.architectures`: its blocks, kernels or pool sequences, dilation sets
     and Figure 4 variants), so ``--compare-grid`` compares like with like. With them, each
     level's dilation is searched among those choices, over the profile's pool sequences.
     """
-    from temseg.sweep import architectures
+    from temseg.sweep.space import architectures
 
     if scfg.dilation_choices:
         pools = set(sweep.pool_seqs)

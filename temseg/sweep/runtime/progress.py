@@ -1,6 +1,6 @@
 """Where a sweep stands, for the terminal: trials done, running and failed, epochs, time left.
 
-Pure (no Ray): :mod:`temseg.tune.callbacks` feeds it from Ray Tune's callbacks and tests
+Pure (no Ray): :mod:`temseg.sweep.runtime.callbacks` feeds it from Ray Tune's callbacks and tests
 drive it directly.
 """
 
