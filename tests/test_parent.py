@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from temseg.sweep.grid_report import summary_for_parent
 
@@ -51,3 +52,33 @@ def test_a_search_parent_counts_the_trials_it_trained():
     metrics, tags = parent_summary(summaries)
     assert (metrics["trials"], metrics["failed_trials"]) == (7, 1)  # told runs cost nothing
     assert tags["mlflow.note.content"] == "use N=2, pools 4-4"
+
+
+@pytest.mark.parametrize(
+    ("profile", "kind", "key"),
+    [
+        ("demo", "grid", "5e2cd39a04b0168c"),
+        ("paper", "grid", "a2081303364e117a"),
+        ("smoke", "search", "25f1e700899bd8c5"),
+    ],
+)
+def test_a_sweep_keeps_the_key_its_parent_run_is_found_by(profile, kind, key):
+    """Existing sweeps resume into their parent run: the keys computed at commit 3ab3992 (before
+    the sweep package, SweepConfig composing TrainConfig and --device) for the profiles as
+    shipped (smoke with --epochs 3) are the keys computed now."""
+    from temseg.sweep.campaign import sweep_identity
+    from temseg.sweep.grid import GridStrategy
+    from temseg.sweep.profile import load_profile
+    from temseg.sweep.search import SearchStrategy, search_config
+
+    cfg = load_profile(profile, {"epochs": 3} if profile == "smoke" else None)
+    if kind == "grid":
+        strategy = GridStrategy()
+    else:
+        strategy = SearchStrategy(search_config({}), experiment=f"{cfg.experiment_name}-optuna")
+    config, found = sweep_identity(cfg, strategy)
+    assert found == key
+    assert config["device"] == "auto"  # recorded on the parent, not part of its key
+    other = load_profile(profile, {"device": "cpu", "cpus_per_trial": 2, "gpus_per_trial": 0.5})
+    if profile != "smoke":
+        assert sweep_identity(other, strategy)[1] == key

@@ -261,17 +261,24 @@ def run_campaign(
 PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "device", "max_failures", "description")
 
 
-def open_parent(cfg: SweepConfig, strategy: Strategy[Any], where: Placement) -> Any:
-    """The sweep's MLflow parent run, created or found again (:class:`tracking.SweepRun`)."""
+def sweep_identity(cfg: SweepConfig, strategy: Strategy[Any]) -> tuple[dict[str, Any], str]:
+    """The config a sweep's parent run records, and the key it is found again by: the kind,
+    the experiment and the resolved config without its placement (``PLACEMENT_FIELDS``)."""
     from temseg import tracking
     from temseg.config import to_dict
 
-    experiment = strategy.experiment_of(cfg)
     config = to_dict(cfg)
     config.update(strategy.identity())
     identity = {k: v for k, v in config.items() if k not in PLACEMENT_FIELDS}
-    key = tracking.sweep_key(strategy.name, experiment, identity)
-    experiment_id = tracking.ensure_experiment(where.tracking_uri, experiment)
+    return config, tracking.sweep_key(strategy.name, strategy.experiment_of(cfg), identity)
+
+
+def open_parent(cfg: SweepConfig, strategy: Strategy[Any], where: Placement) -> Any:
+    """The sweep's MLflow parent run, created or found again (:class:`tracking.SweepRun`)."""
+    from temseg import tracking
+
+    config, key = sweep_identity(cfg, strategy)
+    experiment_id = tracking.ensure_experiment(where.tracking_uri, strategy.experiment_of(cfg))
     parent = tracking.SweepRun(
         where.tracking_uri,
         experiment_id,

@@ -83,7 +83,13 @@ def _data_seed(text: str) -> int:
 def common_parser() -> argparse.ArgumentParser:
     """The flags a grid and a search share: profile, data, space, protocol, where it runs."""
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("profile, data and space (defaults: the profile's)")
+    _add_space_flags(p.add_argument_group("profile, data and space (defaults: the profile's)"))
+    _add_protocol_flags(p.add_argument_group("training protocol (defaults: the profile's)"))
+    _add_resource_flags(p.add_argument_group("resources and storage"))
+    return p
+
+
+def _add_space_flags(g: Any) -> None:
     g.add_argument(
         "--profile",
         default="demo",
@@ -129,7 +135,9 @@ def common_parser() -> argparse.ArgumentParser:
         default=None,
         help="skip the paper's Figure 4 dilation variants",
     )
-    g = p.add_argument_group("training protocol (defaults: the profile's)")
+
+
+def _add_protocol_flags(g: Any) -> None:
     g.add_argument("--lr", type=float, help="Adam learning rate (> 0)")
     g.add_argument(
         "--lr-schedule",
@@ -146,7 +154,9 @@ def common_parser() -> argparse.ArgumentParser:
         "hardware support runs 2-6x slower on CPU). Part of the trial key: bf16 and fp32 runs "
         "of one architecture are different trials",
     )
-    g = p.add_argument_group("resources and storage")
+
+
+def _add_resource_flags(g: Any) -> None:
     g.add_argument(
         "--address", help="HOST:PORT of a running Ray cluster (default: start a local runtime)"
     )
@@ -197,7 +207,6 @@ def common_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print what would run (trial table; the search: its space); run nothing",
     )
-    return p
 
 
 def _add_grid_flags(p: argparse.ArgumentParser) -> None:

@@ -137,6 +137,35 @@ def _dirname(trial) -> str:
     return trial_dirname(RayTrial.of(trial.config).run_name) + f"_{trial.trial_id}"
 
 
+def _restore(what: str, path: str, runnable: Any, total: int | None) -> Any:
+    """The Tuner of an interrupted run at ``path``, or None (then a new one starts).
+
+    A snapshot saved by an older temseg may name classes that moved (its callbacks, the
+    searcher): it is then started again instead. Nothing is lost that MLflow and the trial
+    state hold: finished trials are found by their key and not trained again, unfinished
+    ones continue from their last finished epoch (a search's sampler starts afresh).
+    """
+    if not tune.Tuner.can_restore(path):
+        print(f"nothing to resume at {path}; starting the {what}", flush=True)
+        return None
+    try:
+        tuner = tune.Tuner.restore(
+            path, trainable=runnable, resume_unfinished=True, resume_errored=True
+        )
+    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
+        print(
+            f"cannot restore the {what} at {path} ({type(exc).__name__}: {exc}; saved by an "
+            "earlier temseg); starting it again: finished trials are not trained again, "
+            "unfinished ones continue from their last epoch",
+            flush=True,
+        )
+        return None
+    done = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
+    of = f"/{total}" if total is not None else ""
+    print(f"resuming {what} {path}: {done}{of} trials already finished", flush=True)
+    return tuner
+
+
 def _tune(
     what: str,
     *,
@@ -159,16 +188,8 @@ def _tune(
     """
     runnable = _runnable(storage_path, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     path = os.path.join(storage_path, name)
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(
-            path, trainable=runnable, resume_unfinished=True, resume_errored=True
-        )
-        done = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
-        of = f"/{total}" if total is not None else ""
-        print(f"resuming {what} {path}: {done}{of} trials already finished", flush=True)
-    else:
-        if resume:
-            print(f"nothing to resume at {path}; starting the {what}", flush=True)
+    tuner = _restore(what, path, runnable, total) if resume else None
+    if tuner is None:
         param_space = tune_config.pop("param_space", {})
         tuner = tune.Tuner(
             runnable,

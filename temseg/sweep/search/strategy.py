@@ -107,6 +107,23 @@ def _mark_stopped(trial: RayTrial, result: Mapping[str, Any]) -> None:
         run.stop()
 
 
+def _describe(scfg: SearchConfig, proposer: Proposer, ds: Any, max_epochs: int) -> str:
+    """The study in words: trials, space, objective, ASHA."""
+    space = proposer.space
+    dil = ""
+    if space.dilations:
+        dil = f", dilations {list(space.dilations)}"
+    elif space.dilation_sets:
+        dil = f", dilation sets {[format_seq(d) for d in space.dilation_sets]}"
+    cost = f" ({COST_WORDS[scfg.cost]})" if scfg.multi_objective else ""
+    return (
+        f"up to {scfg.trials} trials of {max_epochs} epochs over {proposer.size} architectures "
+        f"(N in {list(space.blocks)}, kernels {list(space.kernels)}{dil}, RF < "
+        f"{ds.patch_size} px); objective {scfg.objective}{cost}; ASHA grace period "
+        f"{scfg.grace(max_epochs)} epoch(s), factor {scfg.reduction_factor}"
+    )
+
+
 def warm_outcomes(
     proposer: Proposer, rows: Sequence[Mapping[str, Any]], max_epochs: int
 ) -> tuple[dict[Architecture, Outcome], list[dict[str, Any]], dict[str, int]]:
@@ -261,19 +278,9 @@ class SearchStrategy:
             space = space_for(sweep, scfg, ds.patch_size)
             factory = TrialFactory(protocol, ds, uri, experiment_id, study, parent_run_id)
             proposer = Proposer(space, scfg.objective, scfg.cost, max_epochs, factory)
-            dil = ""
-            if space.dilations:
-                dil = f", dilations {list(space.dilations)}"
-            elif space.dilation_sets:
-                dil = f", dilation sets {[format_seq(d) for d in space.dilation_sets]}"
             print(
-                f"\nsearch {study}: up to {scfg.trials} trials of {max_epochs} epochs over "
-                f"{proposer.size} architectures (N in {list(space.blocks)}, kernels "
-                f"{list(space.kernels)}{dil}, RF < {ds.patch_size} px); objective "
-                f"{scfg.objective}"
-                f"{' (' + COST_WORDS[scfg.cost] + ')' if scfg.multi_objective else ''}; "
-                f"TPE seed {seed}; ASHA grace period {scfg.grace(max_epochs)} epoch(s), factor "
-                f"{scfg.reduction_factor}; {concurrent} trial(s) at a time on {where.where}",
+                f"\nsearch {study}: {_describe(scfg, proposer, ds, max_epochs)}; TPE seed "
+                f"{seed}; {concurrent} trial(s) at a time on {where.where}",
                 flush=True,
             )
             warm, warm_rows = {}, []
