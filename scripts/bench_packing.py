@@ -380,14 +380,10 @@ def main(argv=None) -> int:
 
         if not args.no_warmup:
             t0 = time.perf_counter()
-            ttune.run_trials(
-                grid(1.0, 1, 1, "warmup"),
-                name=f"warmup-{stamp}",
-                storage_path=storage,
-                cpus_per_trial=args.cpus_per_trial,
-                gpus_per_trial=1.0,
-                max_failures=0,
+            warmup = ttune.TuneRun(
+                f"warmup-{stamp}", storage, args.cpus_per_trial, gpus_per_trial=1.0, max_failures=0
             )
+            ttune.run_trials(grid(1.0, 1, 1, "warmup"), warmup)
             print(f"warmup trial (1 epoch, untimed): {time.perf_counter() - t0:.0f} s")
 
         print(
@@ -403,14 +399,14 @@ def main(argv=None) -> int:
             conc = expected_concurrency(fraction, cpus, args.cpus_per_trial)
             poller.reset()
             t0 = time.perf_counter()
-            results = ttune.run_trials(
-                trials,
-                name=f"packing-{fraction:g}gpu-{stamp}",
-                storage_path=storage,
-                cpus_per_trial=args.cpus_per_trial,
+            run = ttune.TuneRun(
+                f"packing-{fraction:g}gpu-{stamp}",
+                storage,
+                args.cpus_per_trial,
                 gpus_per_trial=fraction,
                 max_failures=0,
             )
+            results = ttune.run_trials(trials, run)
             wall = time.perf_counter() - t0
             mem = poller.snapshot(os.getpid())
             failed = [r for r in results if r.error is not None]

@@ -71,15 +71,8 @@ class GridStrategy:
             f"{cfg.cpus_per_trial:g} CPU + {cfg.gpus_per_trial:g} GPU per trial",
             flush=True,
         )
-        return ttune.run_trials(
-            trials,
-            name=ttune.ray_run_name(where.storage_path, cfg.experiment_name, where.resume),
-            storage_path=where.storage_path,
-            cpus_per_trial=cfg.cpus_per_trial,
-            gpus_per_trial=cfg.gpus_per_trial,
-            resume=where.resume,
-            max_failures=cfg.max_failures,
-        )
+        name = ttune.ray_run_name(where.storage_path, cfg.experiment_name, where.resume)
+        return ttune.run_trials(trials, ttune.TuneRun.of(cfg, where, name))
 
     def report(
         self, cfg: SweepConfig, where: Any, results: list[TrialResult], seconds: float

@@ -19,6 +19,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 from temseg.sweep.runtime.tuner import (  # noqa: E402
     ResourceError,
+    TuneRun,
     check_resources,
     init_ray,
     ray_run_name,
@@ -29,6 +30,7 @@ from temseg.sweep.runtime.tuner import (  # noqa: E402
 
 __all__ = [
     "ResourceError",
+    "TuneRun",
     "check_resources",
     "init_ray",
     "ray_run_name",

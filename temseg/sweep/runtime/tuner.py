@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from temseg.sweep.profile import SweepConfig
 from temseg.trial import RayTrial, TrialResult
 from temseg.sweep.runtime import processes
 from temseg.sweep.runtime import trainable as trainable_module
@@ -137,6 +139,31 @@ def _dirname(trial) -> str:
     return trial_dirname(RayTrial.of(trial.config).run_name) + f"_{trial.trial_id}"
 
 
+@dataclass(frozen=True)
+class TuneRun:
+    """Where one Tuner runs: its folder ``storage_path/name``, each trial's resources,
+    whether it resumes an interrupted run there, and how often a failed trial is retried."""
+
+    name: str
+    storage_path: str
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    resume: bool = False
+    max_failures: int = 2
+
+    @classmethod
+    def of(cls, cfg: SweepConfig, where: Any, name: str) -> TuneRun:
+        """A sweep's run ``name`` under ``where`` (a :class:`temseg.sweep.campaign.Placement`)."""
+        return cls(
+            name,
+            where.storage_path,
+            cpus_per_trial=cfg.cpus_per_trial,
+            gpus_per_trial=cfg.gpus_per_trial,
+            resume=where.resume,
+            max_failures=cfg.max_failures,
+        )
+
+
 def _restore(what: str, path: str, runnable: Any, total: int | None) -> Any:
     """The Tuner of an interrupted run at ``path``, or None (then a new one starts).
 
@@ -167,17 +194,7 @@ def _restore(what: str, path: str, runnable: Any, total: int | None) -> Any:
 
 
 def _tune(
-    what: str,
-    *,
-    name: str,
-    storage_path: str,
-    cpus_per_trial: float,
-    gpus_per_trial: float,
-    resume: bool,
-    max_failures: int,
-    callback: Any,
-    total: int | None = None,
-    **tune_config: Any,
+    what: str, run: TuneRun, *, callback: Any, total: int | None = None, **tune_config: Any
 ) -> list[TrialResult]:
     """The one Tuner of a grid and a search: build it (or restore it with ``resume``), run
     it, and return one :class:`TrialResult` per trial that started.
@@ -186,9 +203,9 @@ def _tune(
     and scheduler, how many trials run at once. A restored Tuner brings its own back (its
     param space or searcher state, callbacks), so they are only used for a new one.
     """
-    runnable = _runnable(storage_path, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    path = os.path.join(storage_path, name)
-    tuner = _restore(what, path, runnable, total) if resume else None
+    runnable = _runnable(run.storage_path, {"cpu": run.cpus_per_trial, "gpu": run.gpus_per_trial})
+    path = os.path.join(run.storage_path, run.name)
+    tuner = _restore(what, path, runnable, total) if run.resume else None
     if tuner is None:
         param_space = tune_config.pop("param_space", {})
         tuner = tune.Tuner(
@@ -198,9 +215,9 @@ def _tune(
                 trial_dirname_creator=_dirname, reuse_actors=False, **tune_config
             ),
             run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
+                name=run.name,
+                storage_path=run.storage_path,
+                failure_config=tune.FailureConfig(max_failures=run.max_failures),
                 callbacks=[callback],
                 verbose=0,
             ),
@@ -218,31 +235,18 @@ def _tune(
 
 
 def run_trials(
-    trials: Sequence[dict[str, Any]],
-    *,
-    name: str,
-    storage_path: str,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float = 0.0,
-    resume: bool = False,
-    max_failures: int = 2,
-    max_concurrent: int = 0,
+    trials: Sequence[dict[str, Any]], run: TuneRun, *, max_concurrent: int = 0
 ) -> list[TrialResult]:
     """Run ``trials`` (each :meth:`temseg.trial.RayTrial.encode`'d) as one Ray Tune grid.
 
-    With ``resume``, an interrupted sweep at ``storage_path/name`` continues: finished trials
+    With ``run.resume``, an interrupted sweep at ``storage_path/name`` continues: finished trials
     are kept, unfinished and errored ones continue from their last finished epoch. Returns one
     :class:`TrialResult` per trial.
     """
     epochs = RayTrial.decode(trials[0]).train.epochs if trials else 1
     results = _tune(
         "sweep",
-        name=name,
-        storage_path=storage_path,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        resume=resume,
-        max_failures=max_failures,
+        run,
         callback=_Progress(len(trials), epochs),
         total=len(trials),
         param_space={"trial": tune.grid_search(list(trials))},
@@ -257,17 +261,12 @@ def run_trials(
 
 def run_search(
     proposer: Any,
+    run: TuneRun,
     *,
     sampler: Any,
     study_name: str,
     trials: int,
     max_epochs: int,
-    name: str,
-    storage_path: str,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float = 0.0,
-    resume: bool = False,
-    max_failures: int = 2,
     max_concurrent: int = 1,
     grace_period: int = 1,
     reduction_factor: int = 3,
@@ -295,7 +294,7 @@ def run_search(
         Architecture -> Outcome of runs trained before, told to the study and never proposed
         (:meth:`temseg.sweep.search.Proposer.warm_start`); ignored when a search is restored.
 
-    With ``resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
+    With ``run.resume``, an interrupted search at ``storage_path/name`` continues: the searcher's
     study and known outcomes come back, finished trials are kept and unfinished ones restart
     from their last finished epoch. Returns one :class:`TrialResult` per trial that started.
     """
@@ -304,12 +303,7 @@ def run_search(
     try:
         return _tune(
             "search",
-            name=name,
-            storage_path=storage_path,
-            cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
-            resume=resume,
-            max_failures=max_failures,
+            run,
             callback=_SearchProgress(trials, on_stopped, epochs=max_epochs),
             search_alg=ArchitectureSearcher(
                 proposer, sampler=sampler, study_name=study_name, warm_start=warm_start

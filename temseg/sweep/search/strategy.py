@@ -298,16 +298,11 @@ class SearchStrategy:
             name = _ray_name(where.storage_path, experiment, study, where.resume)
             ttune.run_search(
                 proposer,
+                ttune.TuneRun.of(sweep, where, name),
                 sampler=make_sampler(seed, n_startup_trials=scfg.startup_trials()),
                 study_name=study,
                 trials=scfg.trials,
                 max_epochs=max_epochs,
-                name=name,
-                storage_path=where.storage_path,
-                cpus_per_trial=sweep.cpus_per_trial,
-                gpus_per_trial=sweep.gpus_per_trial,
-                resume=where.resume,
-                max_failures=sweep.max_failures,
                 max_concurrent=concurrent,
                 grace_period=scfg.grace(max_epochs),
                 reduction_factor=scfg.reduction_factor,
