@@ -9,6 +9,7 @@ import pytest
 
 from temseg.analysis import answer, image_bootstrap, plateau
 from temseg.analysis.image_bootstrap import SEEDS_AND_IMAGES, SEEDS_ONLY, ImageCounts
+from tests.test_answer import trials_table
 
 SEEDS = (752, 2245, 140)
 RFS = (44, 80, 120)
@@ -80,31 +81,14 @@ def _table_and_images():
     """Every seed trains the same networks (no seed noise); two test images: on image 0 the
     smallest RF finds half the particle pixels (dice 0.5) and the others all (1.0); image 1
     is found whole at every RF. Pooled: 0.75 at 44 px, 1.0 above."""
-    trials, images = [], []
-    for s in SEEDS:
-        for rf in RFS:
-            run = f"r{rf}-{s}"
-            trials.append(
-                {
-                    "run_id": run,
-                    "status": "FINISHED",
-                    "dataset": "c0.09",
-                    "contrast": 0.44,
-                    "pixel_size_nm": 0.04,
-                    "num_blocks": 2,
-                    "pools": f"p{rf}",
-                    "dilations": "1-1-1",
-                    "strategy": "pooling",
-                    "rf_px": rf,
-                    "seed": s,
-                    "test_hard_dice": 0.75 if rf == 44 else 1.0,
-                }
-            )
-            found = 2 if rf == 44 else 4
-            images.append((run, 0, "a", found, 4, 4))
-            images.append((run, 1, "b", 4, 4, 4))
+    trials = trials_table(lambda rf: 0.75 if rf == 44 else 1.0, rfs=RFS)
+    trials["run_id"] = [f"r{r.rf_px}-{r.seed}" for r in trials.itertuples()]
+    images = []
+    for r in trials.itertuples():
+        images.append((r.run_id, 0, "a", 2 if r.rf_px == 44 else 4, 4, 4))
+        images.append((r.run_id, 1, "b", 4, 4, 4))
     table = pd.DataFrame(images, columns=image_bootstrap.IMAGE_COLUMNS)
-    return pd.DataFrame(trials), table.sample(frac=1.0, random_state=0)  # any row order
+    return trials, table.sample(frac=1.0, random_state=0)  # any row order
 
 
 def test_observed_gain_interval_spans_the_image_draws_exactly():
