@@ -44,7 +44,7 @@ from temseg.erf import effective_receptive_field
 from temseg.metrics import DiceAccumulator
 from temseg.model import ResidualUNet, count_parameters, load_checkpoint, save_checkpoint
 from temseg.receptive_field import check_input_size
-from temseg.trial import TEST_IMAGES_FILE
+from temseg.trial import TEST_IMAGES_FILE, TEST_IMAGES_FORMAT
 
 STATE_FORMAT = "temseg-train-state/1"
 Report = Callable[[dict[str, Any]], None]
@@ -181,7 +181,6 @@ def evaluate(
     return out
 
 
-TEST_IMAGES_FORMAT = "temseg-test-images/1"
 COUNT_NAMES = ("intersection", "predicted", "true")  # its per-image pixel counts
 
 

@@ -33,6 +33,7 @@ GRID = "grid"
 # a finished trial's per-test-image pixel counts (temseg.train.write_test_images), logged as
 # an artifact at the root of its run for the bootstrap over test images (temseg.analysis)
 TEST_IMAGES_FILE = "test_images.json"
+TEST_IMAGES_FORMAT = "temseg-test-images/1"
 
 
 def trial_key(train_config: dict[str, Any]) -> str:

@@ -160,7 +160,24 @@ def assert_complete(uri, n_runs, epochs):
         assert m["erf95_nm"] == pytest.approx(m["erf95_px"] * float(p["pixel_size_nm"]))
         arts = {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")}
         assert arts == {"checkpoint/best.pt", "checkpoint/config.json"}
+    assert_test_images(uri, runs)
     return runs
+
+
+def assert_test_images(uri, runs):
+    """Each trial's per-test-image record round-trips through the store (read in place from
+    a SQLite store's artifact folder, downloaded from a server): both test images of the
+    store, and its pooled dice is the run's logged test dice."""
+    from temseg.analysis import collect
+
+    trials = collect.load_runs("t", uri)
+    images = collect.load_test_images(trials, uri)
+    assert len(images) == 2 * len(runs)
+    dice = trials.set_index("run_id")["test_hard_dice"]
+    for run_id, g in images.groupby("run_id"):
+        assert g["source"].tolist() == [0, 1] and g["name"].tolist() == ["disc-0", "disc-1"]
+        pooled = 2 * g["intersection"].sum() / (g["predicted"].sum() + g["true"].sum())
+        assert pooled == pytest.approx(dice[run_id], abs=1e-12)
 
 
 def test_dry_run_prints_the_table_and_runs_nothing(tmp_path):

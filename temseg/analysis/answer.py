@@ -1,5 +1,5 @@
 """The study's answer in words: per contrast level, how much a larger receptive field gains,
-with its seed interval, where the gain stops, and which tested RF is enough.
+with its 95 % interval, where the gain stops, and which tested RF is enough.
 
 Pure pandas on the per-trial table (:func:`temseg.analysis.collect.load_runs`) and the plateau
 fits (:func:`temseg.analysis.plateau.fit_plateaus`); the report and the sweep's last lines put
@@ -10,9 +10,11 @@ Definitions (one place, used by the report and the README's numbers):
 - seeds agreeing: per seed, dice at the largest tested RF minus dice at the smallest (seeds
   are paired: one seed gives every architecture the same initial state, data order and
   augmentation); "k of n seeds gain" counts those above zero. ``observed_gain`` is their
-  mean, with the 2.5-97.5 % interval of a bootstrap over seeds (coarse with 3 seeds).
+  mean, with the 2.5-97.5 % interval of a bootstrap over seeds (coarse with 3 seeds), and
+  over the test images too where every trial logged its per-image counts
+  (:mod:`temseg.analysis.image_bootstrap`; ``interval_over`` says which).
 - gain: where the plateau is reached inside the tested RFs, the plateau fit's gain (dice at
-  the plateau minus at the smallest RF) with its bootstrap interval over whole seeds; where
+  the plateau minus at the smallest RF) with its bootstrap interval (the fit's); where
   the curve is still rising at the largest RF (onset censored "above"), the fitted plateau is
   an extrapolation, so the answer gives the observed gain instead, as "at least".
 - where the plateau starts: the fitted onset (95 % of the gain) with its interval when it lies
@@ -30,7 +32,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from temseg.analysis import plateau
+from temseg.analysis import image_bootstrap, plateau
+from temseg.analysis.image_bootstrap import ImageCounts
 
 ANSWER_COLUMNS = [
     "dataset",
@@ -60,6 +63,7 @@ ANSWER_COLUMNS = [
     "plateau_dice_lo",
     "plateau_dice_hi",
     "resolvable_gain",
+    "interval_over",
     "sentence",
 ]
 
@@ -84,28 +88,36 @@ def still_improving(trials: pd.DataFrame, histories: pd.DataFrame | None = None)
     return last
 
 
-def _seed_gains(members: pd.DataFrame) -> list[float]:
-    """Per seed: dice at the largest RF minus dice at the smallest (seeds with both)."""
-    lo, hi = members["rf_px"].min(), members["rf_px"].max()
-    by = members.groupby("seed")
+def _seed_gains(members: pd.DataFrame, dice: np.ndarray | None = None) -> np.ndarray:
+    """Per seed with both RFs: dice at the largest RF minus dice at the smallest, (R, seeds)
+    for R rows of per-trial ``dice`` (columns in ``members``' row order; default its test
+    dice, R = 1)."""
+    y = members["test_hard_dice"].to_numpy(float)[None, :] if dice is None else dice
+    rf, seeds = members["rf_px"].to_numpy(), members["seed"].to_numpy()
     out = []
-    for _, g in by:
-        a = g.loc[g["rf_px"] == lo, "test_hard_dice"]
-        b = g.loc[g["rf_px"] == hi, "test_hard_dice"]
-        if len(a) and len(b):
-            out.append(float(b.mean() - a.mean()))
-    return out
+    for s in np.unique(seeds):
+        a, b = (seeds == s) & (rf == rf.min()), (seeds == s) & (rf == rf.max())
+        if a.any() and b.any():
+            out.append(y[:, b].mean(axis=1) - y[:, a].mean(axis=1))
+    return np.stack(out, axis=1) if out else np.zeros((len(y), 0))
 
 
-def _bootstrap_mean(values: list[float], n_boot: int = 2000) -> tuple[float, float, float]:
-    """Mean of per-seed values and the 2.5-97.5 % interval of a bootstrap over the seeds."""
-    if not values:
+def _observed_gain(
+    members: pd.DataFrame, counts: ImageCounts | None, n_boot: int = 2000
+) -> tuple[float, float, float]:
+    """Seed mean of the per-seed gains and the 2.5-97.5 % interval of a bootstrap over the
+    seeds, jointly over the test images where ``counts`` are given (the same image draw for
+    every trial of a replicate: :mod:`temseg.analysis.image_bootstrap`)."""
+    v = _seed_gains(members)[0]
+    if not len(v):
         return math.nan, math.nan, math.nan
-    v = np.asarray(values, dtype=float)
     if len(v) < plateau.MIN_SEEDS_INTERVAL:
         return float(v.mean()), math.nan, math.nan
-    draws = np.random.default_rng(0).integers(0, len(v), size=(n_boot, len(v)))
-    lo, hi = np.percentile(v[draws].mean(axis=1), [2.5, 97.5])
+    gen = np.random.default_rng(0)
+    draws = gen.integers(0, len(v), size=(n_boot, len(v)))
+    y = members["test_hard_dice"].to_numpy(float)
+    per_draw = _seed_gains(members, image_bootstrap.replicate_dice(y, counts, n_boot, gen)[0])
+    lo, hi = np.percentile(np.take_along_axis(per_draw, draws, axis=1).mean(axis=1), [2.5, 97.5])
     return float(v.mean()), float(lo), float(hi)
 
 
@@ -117,8 +129,13 @@ def _level_name(row: pd.Series) -> str:
     return f"{row['dataset']} (measured contrast {float(row['contrast']):.3g})"
 
 
-def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
-    """One row per plateau fit: the answer's numbers and its sentence (see module docstring)."""
+def level_answers(
+    trials: pd.DataFrame, plateaus: pd.DataFrame, images: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per plateau fit: the answer's numbers and its sentence (see module docstring).
+
+    ``images`` (:func:`temseg.analysis.collect.load_test_images`): the observed gain's
+    interval then resamples test images too, as the fits given were made with them."""
     ok = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["test_hard_dice"])]
     rows = []
     for p in plateaus.itertuples(index=False):
@@ -130,7 +147,7 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
             continue
         px = float(p["pixel_size_nm"])
         means = g.groupby("rf_px")["test_hard_dice"].agg(["mean", "std", "count"]).sort_index()
-        gains = _seed_gains(g)
+        gains = _seed_gains(g)[0]
         censored = p.get("onset_censored", "")
         rfs = means.index.to_numpy(dtype=float)
         if censored == "none":
@@ -140,7 +157,7 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
         else:
             enough_rf = math.nan
         enough = means.loc[[enough_rf]] if np.isfinite(enough_rf) else means[:0]
-        obs, obs_lo, obs_hi = _bootstrap_mean(gains)
+        obs, obs_lo, obs_hi = _observed_gain(g, image_bootstrap.counts_for(g, images))
         t_crit = (
             float(plateau.stats.t.ppf((1 + plateau.CONFIDENCE) / 2, p["dof"]))
             if p["dof"] > 0
@@ -171,15 +188,22 @@ def level_answers(trials: pd.DataFrame, plateaus: pd.DataFrame) -> pd.DataFrame:
             "plateau_dice_lo": p["plateau_dice_lo"],
             "plateau_dice_hi": p["plateau_dice_hi"],
             "resolvable_gain": t_crit * p["gain_se"] if np.isfinite(t_crit) else math.nan,
+            "interval_over": p.get("interval_over", "") or "",
         }
         row["sentence"] = _sentence(row, p, means)
         rows.append(row)
     return pd.DataFrame(rows, columns=ANSWER_COLUMNS)
 
 
-def _interval(lo: float, hi: float, fmt: str) -> str:
+INTERVAL_WORDS = {  # what an interval resamples, as the sentences say it
+    image_bootstrap.SEEDS_ONLY: "95% seed interval",
+    image_bootstrap.SEEDS_AND_IMAGES: "95% interval over seeds and test images",
+}
+
+
+def _interval(lo: float, hi: float, fmt: str, over: str) -> str:
     if np.isfinite(lo) and np.isfinite(hi):
-        return f" [95% seed interval {lo:{fmt}}, {hi:{fmt}}]"
+        return f" [{INTERVAL_WORDS.get(over, '95% interval')} {lo:{fmt}}, {hi:{fmt}}]"
     return " (no interval: fewer than 3 seeds)"
 
 
@@ -200,7 +224,7 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
         return (
             head
             + f"no detectable dependence on RF (gain {row['gain']:+.3f}"
-            + _interval(row["gain_lo"], row["gain_hi"], "+.3f")
+            + _interval(row["gain_lo"], row["gain_hi"], "+.3f", row["interval_over"])
             + (
                 f"; gains below {res:.3f} are not resolvable with these seeds"
                 if np.isfinite(res)
@@ -224,7 +248,9 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
             + f"dice {word} with RF and is still {'rising' if word == 'rises' else 'falling'} "
             + f"at the largest RF tested, {_px_nm(rf_max, px)}: a gain of at least "
             + f"{row['observed_gain']:+.3f}"
-            + _interval(row["observed_gain_lo"], row["observed_gain_hi"], "+.3f")
+            + _interval(
+                row["observed_gain_lo"], row["observed_gain_hi"], "+.3f", row["interval_over"]
+            )
             + f" from {_px_nm(rf_min, px)} (dice {means['mean'].iloc[0]:.3f} -> "
             + f"{means['mean'].iloc[-1]:.3f}); {seeds}. The plateau lies beyond the RFs "
             + "tested (the fitted one is an extrapolation): no tested RF is enough, the largest "
@@ -233,7 +259,7 @@ def _sentence(row: dict, p: pd.Series, means: pd.DataFrame) -> str:
     text = (
         head
         + f"dice {word} with RF by {row['gain']:+.3f}"
-        + _interval(row["gain_lo"], row["gain_hi"], "+.3f")
+        + _interval(row["gain_lo"], row["gain_hi"], "+.3f", row["interval_over"])
         + f" from {_px_nm(rf_min, px)} to a plateau of {row['plateau_dice']:.3f}"
         + (
             f" [{row['plateau_dice_lo']:.3f}, {row['plateau_dice_hi']:.3f}]"

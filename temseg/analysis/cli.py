@@ -112,7 +112,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print("object size:   unknown (not a synthetic store: pass --object-size-nm)")
         print("heuristic:     not computed (object size unknown)")
 
-    plateaus = plateau.fit_plateaus(done, n_boot=args.n_boot, rng=args.seed)
+    images = collect.load_test_images(done, args.tracking_uri)
+    plateaus = plateau.fit_plateaus(done, n_boot=args.n_boot, rng=args.seed, images=images)
     groups = rec.trend_groups(plateaus)
     same = [t for t in groups if abs(t.pixel_size_nm - pixel) <= 0.01 * pixel]
     if args.blocks is not None:

@@ -12,9 +12,14 @@ all pixels of the test split (SPEC.md section 5), as the trainer logs it.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,16 @@ import numpy as np
 import pandas as pd
 
 from temseg import schema
-from temseg.trial import TAG_ERROR, TAG_SEARCH, TAG_STRATEGY, TAG_SWEEP_KEY, TAG_TRIAL_KEY
+from temseg.analysis.image_bootstrap import IMAGE_COLUMNS
+from temseg.trial import (
+    TAG_ERROR,
+    TAG_SEARCH,
+    TAG_STRATEGY,
+    TAG_SWEEP_KEY,
+    TAG_TRIAL_KEY,
+    TEST_IMAGES_FILE,
+    TEST_IMAGES_FORMAT,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -280,6 +294,56 @@ def load_histories(
     ]
     out = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
     return out.sort_values(["run_id", "metric", "step"], ignore_index=True)
+
+
+def load_test_images(
+    trials: pd.DataFrame, tracking_uri: str | None = None, *, client: Any = None
+) -> pd.DataFrame:
+    """The per-test-image record of every finished trial, one row per (run, test image):
+    ``run_id, source, name, intersection, predicted, true`` (pixel counts over the image's
+    patches and their dihedral copies; :mod:`temseg.analysis.image_bootstrap`).
+
+    Runs logged before temseg recorded it (no ``test_images.json`` artifact) have no rows.
+    Artifacts in a local folder (a SQLite store's) are read in place (24 runs: 0.05 s);
+    others are downloaded by 8 threads at once (24 runs from a local server: 0.6 s).
+    """
+    runs = finished(trials)[["run_id", "artifact_uri"]].to_numpy().tolist()
+    client = client or (client_for(tracking_uri) if runs else None)
+    with _quiet_downloads(), ThreadPoolExecutor(max_workers=8) as pool:
+        texts = list(pool.map(lambda r: _read_artifact(client, *r, TEST_IMAGES_FILE), runs))
+    rows = []
+    for (run_id, _), text in zip(runs, texts, strict=True):
+        rec = json.loads(text) if text else {}
+        if rec.get("format") != TEST_IMAGES_FORMAT:
+            continue
+        cols = [rec[k] for k in IMAGE_COLUMNS[1:]]
+        rows += [(run_id, *values) for values in zip(*cols, strict=True)]
+    out = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+    return out.astype({k: "int64" for k in IMAGE_COLUMNS if k not in ("run_id", "name")})
+
+
+def _read_artifact(client: Any, run_id: str, artifact_uri: str, name: str) -> str | None:
+    """The text of artifact ``name`` at the root of a run, or None where it has none.
+
+    Through the run's artifact repository, not ``client.download_artifacts``: one request
+    per file instead of three (measured: 24 records from a local server in 0.6 s instead of
+    3-6 s)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+    parsed = urllib.parse.urlparse(str(artifact_uri))
+    if parsed.scheme in ("", "file"):
+        path = Path(urllib.request.url2pathname(parsed.path), name)
+        return path.read_text() if path.is_file() else None
+    if parsed.scheme == "mlflow-artifacts":  # served by the tracking server itself
+        artifact_uri = MlflowArtifactsRepository.resolve_uri(artifact_uri, client.tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="temseg-artifact-") as tmp:
+        try:
+            repo = get_artifact_repository(artifact_uri)
+            return Path(repo.download_artifacts(name, tmp)).read_text()
+        except (MlflowException, OSError):
+            return None
 
 
 CHECKPOINT_DIR = "checkpoint"

@@ -44,6 +44,7 @@ PLATEAU_COLUMNS = [
     "n_trials",
     "n_rfs",
     "n_seeds",
+    "interval_over",
     "rf_min_px",
     "rf_max_px",
     "rf_min_nm",

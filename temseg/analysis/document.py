@@ -303,7 +303,9 @@ def build_doc(
     doc.ul(list(answers["sentence"]) or ["(no plateau fit: too few RFs or trials)"])
     doc.p(
         "Gain: the plateau fit's dice at the plateau minus at the smallest RF, 95% interval "
-        "from a bootstrap over whole seeds; where dice still rises at the largest RF the "
+        "from a bootstrap over whole seeds and, where every trial logged its per-test-image "
+        "counts, over the test images too (each sentence says which); where dice still rises "
+        "at the largest RF the "
         "fitted plateau is an extrapolation and the answer gives the observed gain (largest "
         "minus smallest RF, seed mean and bootstrap interval) as a lower bound. Seeds: per "
         "seed, dice at the largest minus the smallest RF. Enough: the smallest tested RF at "
@@ -348,7 +350,12 @@ def build_doc(
         "Model per (dataset, N, strategy): d(RF) = plateau - gain * (RF / RF_min)^(-1/tau), an "
         "exponential approach in log RF; onset = RF where 95% of the gain is reached = "
         "RF_min * 20^tau. Intervals: 2.5-97.5 percentiles of a bootstrap over seeds (whole "
-        "seeds resampled; needs >= 3 seeds per RF). Verdict: a rise (or fall) when |gain| > "
+        "seeds resampled; needs >= 3 seeds per RF) and, where every trial of the fit logged "
+        "its per-test-image pixel counts, over the test images jointly (one draw of the "
+        "dataset's test images per resample, applied to every trial; dice recomputed from "
+        "the drawn images): column 'interval over'. Trials logged before temseg recorded "
+        "those counts keep the seed-only interval, which counts the training seeds but not "
+        "which images happened to be in the test set. Verdict: a rise (or fall) when |gain| > "
         "t(0.975, dof) x SE(gain), SE from the seed noise of an additive RF + seed model (seeds "
         "are paired: a seed's shared offset cancels between RFs; the fit residual with one "
         "seed), and the bootstrap interval of the gain excludes 0; **no detectable "
@@ -378,6 +385,7 @@ def build_doc(
                 f"{a:.2f}-{b:.2f}" for a, b in plateaus[["rf_min_nm", "rf_max_nm"]].to_numpy()
             ],
             "observed gain": plateaus["observed_gain"].map(lambda v: _fmt_value(v, 3)),
+            "interval over": plateaus["interval_over"],
             "verdict": plateaus["verdict"],
             "note": plateaus["note"],
         }

@@ -49,6 +49,13 @@ Uncertainty and verdict
   are correlated and belong together), the curve is refitted, and the 2.5/97.5 percentiles
   of plateau, gain and onset give 95% intervals. Needs >= 3 seeds, and >= 3 trials at the
   median RF (``MIN_SEEDS_INTERVAL``); fewer gives NaN intervals.
+- Bootstrap over test images, jointly: where every trial of the group logged its per-test-
+  image pixel counts, each resample also draws the test images with replacement (one draw
+  for all trials of a dataset, which share its test images) and recomputes every trial's
+  pooled dice from the drawn images before the refit (:mod:`temseg.analysis.image_bootstrap`).
+  The seed interval alone says how much another set of training seeds would move the
+  numbers; this one adds which images happened to be in the test set. ``interval_over``
+  says which kind a fit has.
 - Verdict "rises with RF" / "falls with RF" when |gain| > t_{0.975, dof} * SE(gain) and, where
   a bootstrap interval exists, that interval excludes 0. Otherwise "no detectable dependence": the
   gain is not distinguishable from seed noise; this verdict needs replicate seeds (sigma from
@@ -86,6 +93,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+
+from temseg.analysis import image_bootstrap
+from temseg.analysis.image_bootstrap import ImageCounts
 
 ONSET_FRACTION = 0.95
 TAU_MIN_FRACTION = 1 / 50  # of the log-RF span
@@ -135,6 +145,9 @@ class PlateauFit:
     # (still rising at the largest RF: onset > RF_max, no number), "below" (reached by the
     # second RF: onset <= RF_2, not resolved), "" (no rise, so no onset)
     onset_censored: str = ""
+    # what the intervals resample: "seeds", "seeds and test images" (trials with a per-image
+    # record, temseg.analysis.image_bootstrap), "" (no interval)
+    interval_over: str = ""
 
     def predict(self, rf_px: np.ndarray | Sequence[float]) -> np.ndarray:
         """The fitted curve at ``rf_px`` (NaN where the fit is undetermined)."""
@@ -163,16 +176,24 @@ def _profile(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Closed-form weighted least squares of y = plateau - gain * e(tau) for every tau.
 
-    x, y: (n,); taus: (T,); weights: (B, n). Returns SSE, plateau, gain, each (B, T); SSE
-    is NaN where the basis has no spread under the weights.
+    x: (n,); y: (n,), or (B, n) for one set of values per weighting (a bootstrap over test
+    images); taus: (T,); weights: (B, n). Returns SSE, plateau, gain, each (B, T); SSE is
+    NaN where the basis has no spread under the weights.
     """
     e = np.exp(-(x[None, :] - x0) / taus[:, None])  # (T, n)
     sw = weights.sum(axis=1)[:, None]  # (B, 1)
-    my = (weights @ y)[:, None] / sw
-    vy = (weights @ (y * y))[:, None] / sw - my**2
+    if y.ndim == 1:
+        my = (weights @ y)[:, None] / sw
+        vy = (weights @ (y * y))[:, None] / sw - my**2
+        cov_sum = weights @ (e * y[None, :]).T
+    else:
+        wy = weights * y
+        my = wy.sum(axis=1)[:, None] / sw
+        vy = (wy * y).sum(axis=1)[:, None] / sw - my**2
+        cov_sum = wy @ e.T
     me = weights @ e.T / sw  # (B, T)
     ve = weights @ (e * e).T / sw - me**2
-    cov = weights @ (e * y[None, :]).T / sw - me * my
+    cov = cov_sum / sw - me * my
     ok = ve > 1e-12
     safe_ve = np.where(ok, ve, 1.0)
     slope = cov / safe_ve  # y = a + slope * e -> gain = -slope
@@ -285,6 +306,7 @@ def fit_plateau(
     *,
     n_boot: int = N_BOOT,
     rng: np.random.Generator | int | None = 0,
+    counts: ImageCounts | None = None,
 ) -> PlateauFit:
     """Fit the saturating dice-vs-RF model to one group of trials.
 
@@ -302,6 +324,10 @@ def fit_plateau(
         Bootstrap resamples of the seeds (0 disables the interval).
     rng
         Seed or generator of the bootstrap, so a report is reproducible.
+    counts
+        Per-test-image pixel counts of every trial (:mod:`temseg.analysis.image_bootstrap`): the
+        bootstrap then resamples the test images jointly with the seeds, one image draw per
+        replicate for all trials of a dataset. None: seeds only.
 
     Returns
     -------
@@ -330,6 +356,7 @@ def fit_plateau(
     if np.any(rf[keep] <= 0):
         raise ValueError(f"receptive fields must be > 0, got {sorted(set(rf[keep]))}")
     rf, y, seed_arr = rf[keep], y[keep], seed_arr[keep]
+    counts = counts.subset(keep) if counts is not None else None
     n_seeds = len(np.unique(seed_arr))
     n_rfs = len(np.unique(rf))
     if n_rfs < 3:
@@ -361,22 +388,26 @@ def fit_plateau(
 
     nan = float("nan")
     lo_hi = {k: (nan, nan) for k in ("plateau", "gain", "onset", "mean")}
+    interval_over = ""
     notes = []
     per_rf = float(np.median(np.unique(rf, return_counts=True)[1]))
     if n_boot > 0 and n_seeds >= MIN_SEEDS_INTERVAL and per_rf >= MIN_SEEDS_INTERVAL:
         gen = np.random.default_rng(rng)
         labels, seed_idx = np.unique(seed_arr, return_inverse=True)
         draws = gen.integers(0, len(labels), size=(n_boot, len(labels)))
-        counts = np.zeros((n_boot, len(labels)))
-        np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
-        weights = counts[:, seed_idx]  # (B, n): times each trial's seed was drawn
+        drawn = np.zeros((n_boot, len(labels)))
+        np.add.at(drawn, (np.arange(n_boot)[:, None], draws), 1.0)
+        weights = drawn[:, seed_idx]  # (B, n): times each trial's seed was drawn
         rf_levels, rf_idx = np.unique(rf, return_inverse=True)
         present = np.zeros((len(y), len(rf_levels)))
         present[np.arange(len(y)), rf_idx] = 1.0
         enough = ((weights @ present) > 0).sum(axis=1) >= 3
-        b_tau, b_plateau, b_gain = _best_on_grid(x, y, x0, taus, weights[enough])
+        b_y, interval_over = image_bootstrap.replicate_dice(y, counts, n_boot, gen)
+        b_y = y if counts is None else b_y[enough]
+        b_tau, b_plateau, b_gain = _best_on_grid(x, b_y, x0, taus, weights[enough])
         b_onset = float(rf.min()) * np.exp(b_tau * _ONSET_LOG)
-        b_mean = weights[enough] @ y / weights[enough].sum(axis=1)
+        w = weights[enough]
+        b_mean = (w @ y if counts is None else (w * b_y).sum(axis=1)) / w.sum(axis=1)
         q = [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2]
         resampled = (("plateau", b_plateau), ("gain", b_gain), ("onset", b_onset), ("mean", b_mean))
         for key, values in resampled:
@@ -449,6 +480,7 @@ def fit_plateau(
         plateau_reached=reached,
         verdict=verdict,
         note="; ".join(notes),
+        interval_over=interval_over if np.isfinite(lo_hi["gain"][0]) else "",
     )
 
 
@@ -478,11 +510,14 @@ def fit_plateaus(
     n_boot: int = N_BOOT,
     rng: int = 0,
     metric: str = "test_hard_dice",
+    images: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Fit one plateau per (dataset, contrast, N, strategy) from a per-trial table.
 
     ``trials`` is :func:`temseg.analysis.collect.load_runs` output (finished trials with a
-    finite ``metric`` are used). Columns: the group keys, the :class:`PlateauFit` fields, and
+    finite ``metric`` are used). With ``images`` (:func:`temseg.analysis.collect.
+    load_test_images`) and the test dice as ``metric``, a group whose every trial has a
+    per-image record gets intervals over seeds and test images (``interval_over``). Columns: the group keys, the :class:`PlateauFit` fields, and
     the RF columns again in nm (``*_rf_nm*`` = px times the dataset's pixel size).
     """
     need = {
@@ -512,6 +547,9 @@ def fit_plateaus(
                 members["seed"].to_numpy(),
                 n_boot=n_boot,
                 rng=rng,
+                counts=image_bootstrap.counts_for(members, images)
+                if metric == "test_hard_dice"
+                else None,
             )
             row = {
                 "dataset": dataset,

@@ -160,8 +160,10 @@ def write_report(
     notes: list[str] = []
 
     summary = collect.aggregate_seeds(trials)[SUMMARY_COLUMNS]
-    plateaus = plateau.fit_plateaus(trials, n_boot=n_boot, rng=rng)[PLATEAU_COLUMNS]
-    answers = answer.level_answers(done, plateaus)
+    images = collect.load_test_images(done, client=client)
+    plateaus = plateau.fit_plateaus(trials, n_boot=n_boot, rng=rng, images=images)
+    plateaus = plateaus[PLATEAU_COLUMNS]
+    answers = answer.level_answers(done, plateaus, images)
     improving = answer.still_improving(trials)
     if len(improving):
         histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)

@@ -1,0 +1,79 @@
+"""Does a gain's interval cover other data draws? Seed-only vs seeds-and-test-images intervals.
+
+Usage::
+
+    python scripts/data_seed_intervals.py --tracking-uri sqlite:////tmp/iv/mlruns.db \\
+        --experiments iv-s0 iv-s1 iv-s23 iv-s7 --out docs/validation/data_seed_intervals.csv
+
+Each experiment is one data draw (one ``--data-seed`` of the demo, or its low level alone).
+Per experiment and plateau fit: the gain with its interval over training seeds only (the
+bootstrap temseg used before per-image records) and over seeds and test images (the
+report's now), the observed gain (largest minus smallest RF) with both, and which of the
+other experiments' point estimates each interval contains. Prints the table; writes a CSV
+with ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+
+def intervals(experiment: str, uri: str, n_boot: int) -> pd.DataFrame:
+    """One row per plateau fit of ``experiment``: both kinds of interval side by side."""
+    from temseg.analysis import answer, collect, plateau
+
+    done = collect.finished(collect.load_runs(experiment, uri))
+    images = collect.load_test_images(done, uri)
+    rows = []
+    for kind, imgs in (("seeds", None), ("images", images)):
+        fits = plateau.fit_plateaus(done, n_boot=n_boot, images=imgs)
+        ans = answer.level_answers(done, fits, imgs).set_index(["dataset", "num_blocks"])
+        cols = ["gain", "gain_lo", "gain_hi", "observed_gain", "observed_gain_lo"]
+        part = ans[[*cols, "observed_gain_hi", "interval_over"]]
+        rows.append(part.add_suffix("" if kind == "seeds" else "_new"))
+    out = pd.concat(rows, axis=1).reset_index()
+    out.insert(0, "experiment", experiment)
+    out["verdict"] = ans["verdict"].to_numpy()
+    out["n_test_images"] = images.groupby("run_id").size().max() if len(images) else 0
+    return out.drop(columns=["gain_new", "observed_gain_new"])
+
+
+def contains(table: pd.DataFrame, value: str, lo: str, hi: str) -> list[str]:
+    """Per row: the other experiments whose ``value`` lies in this row's [lo, hi]."""
+    return [
+        " ".join(
+            o["experiment"]
+            for _, o in table.iterrows()
+            if o["experiment"] != r["experiment"] and r[lo] <= o[value] <= r[hi]
+        )
+        for _, r in table.iterrows()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tracking-uri", required=True, help="MLflow store of the experiments")
+    p.add_argument("--experiments", nargs="+", required=True, help="one per data draw")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
+    p.add_argument("--out", help="CSV to write")
+    args = p.parse_args(argv)
+    try:
+        table = pd.concat([intervals(e, args.tracking_uri, args.n_boot) for e in args.experiments])
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"data_seed_intervals: {exc}", file=sys.stderr)
+        return 2
+    table = table.reset_index(drop=True)
+    for kind in ("", "_new"):
+        table[f"contains_gain{kind}"] = contains(table, "gain", f"gain_lo{kind}", f"gain_hi{kind}")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.round(3).to_string(index=False))
+    if args.out:
+        table.round(4).to_csv(args.out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
