@@ -69,6 +69,10 @@ FINAL_METRICS = (
     "erf95_nm",
 )
 
+# A registered network's card, beside its checkpoint in the run's artifacts (written by
+# temseg.tracking.register_checkpoint, read by temseg.segment).
+MODEL_CARD = "temseg_model.json"
+
 # Where each try of a trial ran (temseg.sweep.runtime.trainable).
 TAG_NODE_ID, TAG_NODES, TAG_ATTEMPTS = "temseg.node_id", "temseg.nodes", "temseg.attempts"
 TAGS = (

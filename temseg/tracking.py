@@ -230,7 +230,6 @@ def _param(value: Any) -> str:
 REGISTRY_PREFIX = "temseg-"
 RECOMMENDED_ALIAS = "recommended"
 MODEL_ARTIFACT_DIR = "temseg_model"  # in the trial's run: the checkpoint and its card
-MODEL_CARD = "temseg_model.json"  # = temseg.segment.MODEL_CARD (segment reads it)
 TAG_PIXEL_SIZE = "temseg.pixel_size_nm"
 
 
@@ -288,7 +287,7 @@ def register_checkpoint(
             "run_id": run_id,
             "checkpoint": local.name,
         }
-        (folder / MODEL_CARD).write_text(json.dumps(info, indent=2, sort_keys=True))
+        (folder / schema.MODEL_CARD).write_text(json.dumps(info, indent=2, sort_keys=True))
         client.log_artifacts(run_id, str(folder), MODEL_ARTIFACT_DIR)
     try:
         client.create_registered_model(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from temseg.analysis import erf as analysis_erf
+from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis import plateau, recommend
 from temseg.analysis.plateau import FLAT, RISES, UNDETERMINED
 from temseg.data.store import write_store

@@ -28,7 +28,7 @@ from temseg.sweep.search import (
     incumbent_to_reach,
     pareto_front,
     propose_sequence,
-    recommend,
+    cheapest_within,
     train_gflop,
 )
 from tests.helpers import experiment_runs, tiny_store
@@ -221,10 +221,10 @@ def test_pareto_front_and_recommendation():
         {"a": "worse", "dice": 0.850, "cost": 2.0, "rf": 232},  # dominated by mid
     ]
     assert [r["a"] for r in pareto_front(rows, dice="dice", cost="cost")] == ["small", "mid", "big"]
-    assert recommend(rows, dice="dice", cost="cost", tolerance=0.01)["a"] == "mid"
-    assert recommend(rows, dice="dice", cost="cost", tolerance=0.0)["a"] == "big"
-    assert recommend(rows, dice="dice", cost="cost", tolerance=0.2)["a"] == "small"
-    assert recommend([], dice="dice", cost="cost") is None
+    assert cheapest_within(rows, dice="dice", cost="cost", tolerance=0.01)["a"] == "mid"
+    assert cheapest_within(rows, dice="dice", cost="cost", tolerance=0.0)["a"] == "big"
+    assert cheapest_within(rows, dice="dice", cost="cost", tolerance=0.2)["a"] == "small"
+    assert cheapest_within([], dice="dice", cost="cost") is None
 
 
 def test_the_search_total_counts_every_trial_and_falls_back_to_run_durations():

@@ -11,7 +11,7 @@ import pandas as pd
 
 from temseg import baseline
 from temseg.analysis import collect, plateau
-from temseg.analysis import erf as analysis_erf
+from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.evaluate import DatasetEval
 
 N_COLORS = {2: "tab:blue", 3: "tab:orange", 4: "tab:green", 5: "tab:red", 1: "tab:purple"}

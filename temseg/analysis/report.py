@@ -13,7 +13,7 @@ trial, see :mod:`temseg.analysis.collect`) and writes into ``out_dir``:
 - ``leave_one_level_out.csv``: the trend's prediction of each held-out level's onset against
   the Loos et al. (2024) heuristic;
 - ``erf_fits.csv``: plateau fits of dice against the effective receptive field and RF
-  (:mod:`temseg.analysis.erf`); ``erf_vs_rf.png``;
+  (:mod:`temseg.analysis.erf_fits`); ``erf_vs_rf.png``;
 - ``fourier.csv``: the Fourier-filter baseline (:mod:`temseg.baseline`) per dataset;
 - ``fn_overlap.csv``: false negatives of networks vs the Fourier filter (paper Figure 7);
 - ``dice_vs_rf.png`` (paper Figures 2-4: one panel per contrast level, one curve per N and
@@ -49,7 +49,7 @@ import pandas as pd
 
 from temseg import baseline
 from temseg.analysis import answer, collect, plateau, recommend
-from temseg.analysis import erf as analysis_erf
+from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, re-exported)
     DICE_FORM,
     FAILED_COLUMNS,

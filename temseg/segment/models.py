@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from temseg.receptive_field import format_seq
+from temseg.schema import MODEL_CARD
 
 if TYPE_CHECKING:  # torch is imported where it runs, so `temseg --help` stays instant
     import torch
 
     from temseg.model import ResidualUNet
 
-MODEL_CARD = "temseg_model.json"  # written beside a registered checkpoint (temseg.tracking)
 CHECKPOINT_NAMES = ("best.pt", "model.pt")
 AUTHORS_PIXEL_SIZE_NM = 0.02152  # the paper's 5 nm Au data (Table 1)
 

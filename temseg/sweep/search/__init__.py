@@ -62,9 +62,9 @@ from temseg.sweep.search.summary import (
     compare_with_grid,
     incumbent_to_reach,
     pareto_front,
-    recommend,
+    cheapest_within,
     seeds_overview,
-    summarize,
+    summarize_study,
 )
 
 __all__ = [
@@ -91,14 +91,14 @@ __all__ = [
     "pareto_front",
     "plan",
     "propose_sequence",
-    "recommend",
+    "cheapest_within",
     "search_config",
     "search_trials",
     "seeds_overview",
     "space_for",
     "study_has_runs",
     "study_name",
-    "summarize",
+    "summarize_study",
     "train_gflop",
     "warm_outcomes",
     "warm_start_rows",

@@ -132,7 +132,7 @@ def hyperband_rungs(grace: int, max_t: int, reduction_factor: int) -> list[int]:
 
 
 @dataclass
-class Trial:
+class ReplayedTrial:
     """One replayed training: the architecture, the epochs it ran, what it gave."""
 
     arch: Architecture
@@ -151,9 +151,9 @@ class Search:
     train_seed: int
     threshold: float
     max_epochs: int
-    trials: list[Trial] = field(default_factory=list)
+    trials: list[ReplayedTrial] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # every epoch run, in order
-    incumbent: Trial | None = None
+    incumbent: ReplayedTrial | None = None
     hit_epochs: int | None = None
     hit_seconds: float | None = None
 
@@ -169,11 +169,11 @@ class Search:
     def hit(self) -> bool:
         return self.hit_epochs is not None
 
-    def record(self, arch: Architecture, epochs: int, curve: Any) -> Trial:
+    def record(self, arch: Architecture, epochs: int, curve: Any) -> ReplayedTrial:
         """Account one trial of ``arch`` run for ``epochs`` epochs of ``curve``."""
         self.seconds.extend(curve.seconds[:epochs])
         complete = epochs >= self.max_epochs
-        trial = Trial(
+        trial = ReplayedTrial(
             arch, epochs, complete, curve.best_val(epochs), curve.final_test if complete else None
         )
         self.trials.append(trial)
@@ -191,7 +191,7 @@ class Search:
 Stopper = Callable[[int, int, float], bool]  # (trial number, epoch, running best) -> go on
 
 
-def _run(search: Search, table: Table, arch: Architecture, go_on: Stopper | None) -> Trial:
+def _run(search: Search, table: Table, arch: Architecture, go_on: Stopper | None) -> ReplayedTrial:
     """Train ``arch`` epoch by epoch until ``go_on`` says stop or the last epoch."""
     curve = table.curve(arch, search.train_seed)
     number = len(search.trials)
@@ -206,7 +206,7 @@ def _ordered(search: Search, table: Table, order: Sequence[Architecture], asha: 
         _run(search, table, arch, None if asha is None else asha.keep_going)
 
 
-def _outcome(proposer: Proposer, trial: Trial, table: Table, seed: int) -> Outcome:
+def _outcome(proposer: Proposer, trial: ReplayedTrial, table: Table, seed: int) -> Outcome:
     """What the live searcher tells TPE for a trial: its last result and its dice history."""
     curve = table.curve(trial.arch, seed)
     result: dict[str, Any] = {DICE: trial.best_val, "epoch": trial.epochs}
@@ -221,7 +221,7 @@ def _proposed(
     table: Table,
     proposer: Proposer,
     study: Any,
-    run_one: Callable[[Any, Architecture], Trial],
+    run_one: Callable[[Any, Architecture], ReplayedTrial],
 ) -> None:
     known: dict[Architecture, Outcome] = {}
     while len(known) < proposer.size:
@@ -295,7 +295,7 @@ def replay(table: Table, strategy: str, search_seed: int, settings: Settings) ->
             study_name=f"replay-{strategy}-s{search_seed}",
         )
 
-        def run_one(ot_trial: Any, arch: Architecture) -> Trial:
+        def run_one(ot_trial: Any, arch: Architecture) -> ReplayedTrial:
             def go_on(_: int, epoch: int, value: float) -> bool:
                 ot_trial.report(value, epoch)
                 return not ot_trial.should_prune()
@@ -310,7 +310,7 @@ def replay(table: Table, strategy: str, search_seed: int, settings: Settings) ->
         )
         asha = ASHA(grace, max_t, rf) if strategy == "tpe+asha" else None
 
-        def run_one(ot_trial: Any, arch: Architecture) -> Trial:
+        def run_one(ot_trial: Any, arch: Architecture) -> ReplayedTrial:
             return _run(search, table, arch, None if asha is None else asha.keep_going)
 
     _proposed(search, table, proposer, study, run_one)

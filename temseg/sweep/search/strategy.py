@@ -36,7 +36,7 @@ from temseg.sweep.search.summary import (
     compare_with_grid,
     print_summary,
     seeds_overview,
-    summarize,
+    summarize_study,
     write_summary,
 )
 from temseg.tables import print_table
@@ -313,7 +313,7 @@ class SearchStrategy:
             own = {r["run_id"] for r in rows}  # warm-started from its own experiment, resumed
             warm_rows = [r for r in warm_rows if r["run_id"] not in own]
             # the told runs are trials of this search's answer, though not of its compute
-            summary = summarize(
+            summary = summarize_study(
                 warm_rows + rows, dataset=ds, scfg=scfg, study=study, max_epochs=max_epochs
             )
             summary.update(

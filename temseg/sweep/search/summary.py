@@ -40,7 +40,7 @@ def pareto_front(rows: Sequence[Mapping[str, Any]], *, dice: str, cost: str) -> 
     return sorted(front, key=lambda r: (r[cost], -r[dice]))
 
 
-def recommend(
+def cheapest_within(
     rows: Sequence[Mapping[str, Any]],
     *,
     dice: str,
@@ -55,7 +55,7 @@ def recommend(
     Examples
     --------
     >>> rows = [{"d": 0.90, "c": 3}, {"d": 0.895, "c": 1}, {"d": 0.80, "c": 0.5}]
-    >>> recommend(rows, dice="d", cost="c", tolerance=0.01)
+    >>> cheapest_within(rows, dice="d", cost="c", tolerance=0.01)
     {'d': 0.895, 'c': 1}
     """
     ok = [dict(r) for r in rows if is_finite(r.get(dice)) and is_finite(r.get(cost))]
@@ -208,7 +208,7 @@ def compare_with_grid(
     }
 
 
-def summarize(
+def summarize_study(
     rows: Sequence[Mapping[str, Any]],
     *,
     dataset: Any,
@@ -246,7 +246,7 @@ def summarize(
     cost = COST_METRIC[scfg.cost]
     full = [t for t in table if t["status"] == "finished" and t["epochs"] >= max_epochs]
     front = pareto_front(full, dice="best_val_dice", cost=cost)
-    rec = recommend(
+    rec = cheapest_within(
         full,
         dice="best_val_dice",
         cost=cost,
