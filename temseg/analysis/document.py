@@ -289,6 +289,25 @@ def build_doc(
     )
     doc.p(DICE_FORM)
 
+    _answer_section(doc, answers, improving, recommendation, n_done)
+    doc.h(2, "Findings")
+    doc.ul(findings(plateaus, trend, fourier, fn, summary) or ["(too few levels to compare)"])
+    doc.h(2, "Figures")
+    for path, caption in figures:
+        doc.img(path, caption)
+    _plateau_section(doc, plateaus, trend, held_out, erf_fits)
+    _aggregate_section(doc, summary, fourier, fn, failed, notes)
+    return doc
+
+
+def _answer_section(
+    doc: Doc,
+    answers: pd.DataFrame,
+    improving: pd.DataFrame,
+    recommendation: pd.DataFrame | None,
+    n_done: int,
+) -> None:
+    """The recommendation, the answer per level, and whether trials were still improving."""
     doc.h(2, "Recommendation: which network to use")
     rec = recommendation if recommendation is not None else pd.DataFrame()
     doc.ul(list(rec["sentence"]) if len(rec) else ["(no plateau fit: no recommendation)"])
@@ -338,13 +357,16 @@ def build_doc(
     else:
         doc.p("Convergence: every finished trial had its best validation epoch before its last.")
 
-    doc.h(2, "Findings")
-    doc.ul(findings(plateaus, trend, fourier, fn, summary) or ["(too few levels to compare)"])
 
-    doc.h(2, "Figures")
-    for path, caption in figures:
-        doc.img(path, caption)
 
+def _plateau_section(
+    doc: Doc,
+    plateaus: pd.DataFrame,
+    trend: pd.DataFrame,
+    held_out: pd.DataFrame | None,
+    erf_fits: pd.DataFrame | None,
+) -> None:
+    """The plateau fits, the onset trend, its held-out test and dice against the ERF."""
     doc.h(2, "Plateau fits")
     doc.p(
         "Model per (dataset, N, strategy): d(RF) = plateau - gain * (RF / RF_min)^(-1/tau), an "
@@ -422,6 +444,17 @@ def build_doc(
     else:
         doc.p("No ERF fit: no run has ERF metrics.")
 
+
+
+def _aggregate_section(
+    doc: Doc,
+    summary: pd.DataFrame,
+    fourier: pd.DataFrame,
+    fn: pd.DataFrame,
+    failed: pd.DataFrame,
+    notes: list[str],
+) -> None:
+    """Seed aggregates, the Fourier baseline, false negatives, failed trials, notes, files."""
     doc.h(2, "Seed aggregates")
     view = summary.assign(
         dice=[
@@ -479,4 +512,3 @@ def build_doc(
         "fourier.csv, fn_overlap.csv, trials.csv, failed_trials.csv, the PNG figures, "
         "report.md, report.html."
     )
-    return doc
