@@ -16,7 +16,7 @@ CSS = (
     "body{font-family:sans-serif;margin:12px 20px;max-width:1360px}"
     "h1{font-size:20px;margin:4px 0}h2{font-size:16px;margin:14px 0 4px}"
     "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 7px;text-align:right;"
-    "border-bottom:1px solid #ddd}th{background:#f2f2f2}.warn{color:#b00}"
+    "border-bottom:1px solid #ddd;white-space:nowrap}th{background:#f2f2f2}.warn{color:#b00}"
     ".head{font-size:15px;margin:6px 0}.row{display:flex;gap:24px;align-items:flex-start}"
     "figure{display:inline-block;margin:4px}figcaption{font-size:12px}"
     "small{color:#555}"
@@ -77,7 +77,7 @@ def _ci(row: pd.Series, name: str) -> str:
     v, lo, hi = row[f"{name}_nm"], row[f"{name}_lo_nm"], row[f"{name}_hi_nm"]
     if not np.isfinite(v):
         return ""
-    return f"{v:.3g} <small>[{lo:.3g}, {hi:.3g}]</small>" if np.isfinite(lo) else f"{v:.3g}"
+    return f"{v:.3f} <small>[{lo:.3f}, {hi:.3f}]</small>" if np.isfinite(lo) else f"{v:.3f}"
 
 
 def _flag(v: float) -> str:
@@ -159,14 +159,14 @@ def write_page(out: Path, result, models, collected) -> None:
     (out / "index.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>temseg segment</title><style>{CSS}</style>"
         f"<h1>Particle sizes</h1>{_headline(pooled, len(models))}"
-        f"<div class='row'><div>{_rows(result.summary, truth)}"
-        f"<ul>{notes}</ul></div><img src='sizes.png' width='460'></div>"
+        f"{_rows(result.summary, truth)}"
+        f"<div class='row'><img src='sizes.png' width='460'><div><ul>{notes}</ul>"
+        f"<h2>Networks ({len(models)})</h2><ul><small>{nets}</small></ul></div></div>"
         "<p><small>Brackets: 95 % bootstrap intervals. D10/D50/D90: number-weighted "
         "equivalent-circle diameters of particles not touching the border; Dv50 and D[4,3]: "
         "volume-weighted. Files: <a href='summary.csv'>summary.csv</a>, "
         "<a href='sizes.csv'>sizes.csv</a> (every statistic, number and volume weighted, "
         "equivalent and Feret diameter), <a href='particles.csv'>particles.csv</a>, masks "
         "<code>&lt;name&gt;_mask.tif</code>.</small></p>"
-        f"<h2>Networks ({len(models)})</h2><ul><small>{nets}</small></ul>"
         f"<h2>Overlays</h2><p><small>Red: segmented outline; cyan: truth.</small></p>{''.join(figs)}"
     )

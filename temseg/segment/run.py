@@ -132,6 +132,44 @@ def _segment_frame(
     return Frame(std, mask, labels, table, d, fer, removed, contrast, record["xray_replaced"])
 
 
+def _segment_job(job: ImageJob, models, options: SegmentOptions, tmp: Path, notes: list[str],
+                 say: Callable[[str], None], bar) -> list[tuple]:  # fmt: skip
+    """Every frame of one image: its mask TIFF into ``tmp``, the guard's warnings into
+    ``notes``; returns ``(job, frame, resampled, Frame, in_domain, true_mask)`` per frame."""
+    from temseg.data.readers import read_mask, read_raw, write_calibrated_tiff
+
+    raw = read_raw(job.path)
+    true = read_mask(job.truth) if job.truth else None
+    px_model = models[0].pixel_size_nm
+    scaled = options.resample and abs(job.pixel_size_nm / px_model - 1) > 1e-6
+    if scaled:
+        notes.append(
+            f"{job.path.name}: resampled from {job.pixel_size_nm:g} to {px_model:g} nm/px "
+            "(scikit-image) for the network; mask resampled back to the image's size"
+        )
+        say(notes[-1])
+    masks = np.zeros(raw.data.shape, np.uint8)
+    out = []
+    for f, frame in enumerate(raw.data):
+        fr = _segment_frame(frame, job, models, options, f)
+        masks[f] = fr.mask
+        ok = guard.in_domain(
+            fr.contrast, px_model if scaled else job.pixel_size_nm,
+            [m.contrast for m in models], px_model,
+        )  # fmt: skip
+        if ok == 0.0:
+            notes.append(guard.warning(f"{job.name}[{f}]", fr.contrast, job.pixel_size_nm, models))
+            say(notes[-1])
+        out.append((job, f, scaled, fr, ok, None if true is None else true[f]))
+        if bar is not None:
+            bar.update(1)
+    write_calibrated_tiff(
+        tmp / f"{job.name}_mask.tif", masks[0] if raw.data.shape[0] == 1 else masks,
+        job.pixel_size_nm,
+    )  # fmt: skip
+    return out
+
+
 def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
     out = Path(out).absolute()
     if out.exists() and not overwrite:
@@ -191,7 +229,6 @@ def segment_images(
         ``<name>_overlay.png`` (at most 1024 px a side) and ``<name>_overlay_full.png``,
         ``sizes.png`` and ``index.html``.
     """
-    from temseg.data.readers import read_mask, read_raw, write_calibrated_tiff
     from temseg.segment import tables
     from temseg.segment.page import write_page
 
@@ -213,35 +250,7 @@ def segment_images(
     try:
         collected = []
         for n, job in enumerate(jobs, 1):
-            raw = read_raw(job.path)
-            true = read_mask(job.truth) if job.truth else None
-            scaled = options.resample and abs(job.pixel_size_nm / px_model - 1) > 1e-6
-            if scaled:
-                msg = (
-                    f"{job.path.name}: resampled from {job.pixel_size_nm:g} to {px_model:g} "
-                    "nm/px (scikit-image) for the network; mask resampled back to the image's size"
-                )
-                notes.append(msg)
-                say(msg)
-            masks = np.zeros(raw.data.shape, np.uint8)
-            for f, frame in enumerate(raw.data):
-                fr = _segment_frame(frame, job, models, options, f)
-                masks[f] = fr.mask
-                ok = guard.in_domain(
-                    fr.contrast, px_model if scaled else job.pixel_size_nm,
-                    [m.contrast for m in models], px_model,
-                )  # fmt: skip
-                if ok == 0.0:
-                    msg = guard.warning(f"{job.name}[{f}]", fr.contrast, job.pixel_size_nm, models)
-                    notes.append(msg)
-                    say(msg)
-                collected.append((job, f, scaled, fr, ok, None if true is None else true[f]))
-                if bar is not None:
-                    bar.update(1)
-            write_calibrated_tiff(
-                tmp / f"{job.name}_mask.tif", masks[0] if raw.data.shape[0] == 1 else masks,
-                job.pixel_size_nm,
-            )  # fmt: skip
+            collected += _segment_job(job, models, options, tmp, notes, say, bar)
             if bar is None and progress:
                 say(f"segment: {n}/{len(jobs)} {job.path.name} ({job.frames} frame(s))")
         result = tables.build(collected, len(models), options, with_truth=bool(truth))
