@@ -63,6 +63,7 @@ def coverage(models, images, folder: Path, label: str, boot: int) -> pd.DataFram
             "true_d90_nm": t90, "d90_nm": s["d90_nm"], "d90_lo_nm": s["d90_lo_nm"],
             "d90_hi_nm": s["d90_hi_nm"], "d90_covered": s["d90_lo_nm"] <= t90 <= s["d90_hi_nm"],
             "in_domain": s["in_domain"], "contrast": s["contrast"],
+            "contrast_otsu": s["contrast_otsu"],
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -122,8 +123,9 @@ def main() -> None:
         bright = synth(tmp, 2000, args.bright, 1024)
         guard = coverage(single, [like, bright], tmp, "guard", 200)
         for r in guard.itertuples():
-            lines.append(f"- guard: {r.image}: contrast score {r.contrast:.3f} vs training "
-                         f"{single[0].contrast:.3f}: in_domain {r.in_domain:g}")  # fmt: skip
+            lines.append(f"- guard: {r.image}: contrast score {r.contrast:.3f} (network mask), "
+                         f"{r.contrast_otsu:.3f} (Otsu mask) vs training {single[0].contrast:.3f}:"
+                         f" in_domain {r.in_domain:g}")  # fmt: skip
         candidates = load_models(auto_candidates(args.tracking_uri),
                                  tracking_uri=args.tracking_uri, same_pixel_size=False)  # fmt: skip
         for img in (like, synth(tmp, 2000, 0.2, 1024)):
