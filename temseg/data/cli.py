@@ -33,6 +33,7 @@ KNOB_FLAGS = {
     "pixel_size_nm": "--pixel-size-nm",
     "fringe_free_fraction": "--fringe-free-fraction",
     "dose": "--dose",
+    "version": "--generator-version",
 }
 
 
@@ -458,6 +459,16 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="E",
         help="electron dose in e/A^2, which sets the Poisson noise (default 423 HR, 16 LR)",
+    )
+    g.add_argument(
+        "--generator-version",
+        dest="version",
+        type=int,
+        metavar="V",
+        help=(
+            "image model version (default 3, tuned against the authors' real-data networks, "
+            "docs/physics.md); 2 reproduces stores made before it, byte for byte"
+        ),
     )
 
 
