@@ -58,8 +58,8 @@ def calibration(knobs: dict, contrast: float, seed: int, images: int, size: int)
     k, p = radial_power(carbon, px)
     sharp = float(p[(k > 3) & (k < 6)].max() / np.interp(2.0, k, p))
     vis = []
-    clean = dict(knobs, illumination=0.0, fringe_free_fraction=0.0, faint_fraction=0.0,
-                 partial_fringe_fraction=0.0, astigmatism_nm=(0.0, 0.0), cs_mm=(0.0, 0.0))  # fmt: skip
+    clean = dict(knobs, illumination=0.0, fringe_free_fraction=0.0, faint_fraction=0.0)
+    clean.update(partial_fringe_fraction=0.0, astigmatism_nm=(0.0, 0.0), cs_mm=(0.0, 0.0))
     for df in DEFOCI:
         g = generator_params("hr-5nm", contrast=contrast, image_size=size,
                              **{**clean, "defocus_nm": (df, df)})  # fmt: skip
