@@ -78,6 +78,7 @@ def make_stores(root: Path, images: int, seed: int) -> dict[str, Path]:
         images=images,
         seed=seed,
         pixel_size_nm=0.04,
+        version=2,  # the generator version of the committed study (docs/physics/study.csv)
         **SCALE,
     )
     stores["fast"] = fast

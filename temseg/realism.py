@@ -326,8 +326,10 @@ def format_table(result: RealismResult) -> str:
     lines = []
     for s in result.stores:
         c = "n/a" if s.contrast is None else f"{s.contrast:.3f}"
-        inside = "" if s.contrast is None else (" (inside" if lo <= s.contrast <= hi else " (outside")
-        band = "" if not inside else f"{inside} the real band {lo}-{hi})"
+        band = ""
+        if s.contrast is not None:
+            where = "inside" if lo <= s.contrast <= hi else "outside"
+            band = f" ({where} the real band {lo}-{hi})"
         resampled = "" if s.resample_factor == 1 else f", resampled x{s.resample_factor:.4f}"
         lines.append(
             f"{s.path}: {s.n_patches} patches at {s.pixel_size_nm:g} nm/px{resampled}, "

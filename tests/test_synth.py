@@ -128,21 +128,25 @@ def test_no_lattice_fringe_or_moire_at_low_resolution():
     assert not np.array_equal(ra.expected, rb.expected)
 
 
-def test_dose_sets_poisson_variance():
-    # counts = gain * Poisson(electrons): var(counts - expected) = gain * mean(expected).
+@pytest.mark.parametrize("version, gain", [(2, 10.0), (3, 10.0 / 0.3)])
+def test_dose_sets_poisson_variance(version, gain):
+    # v2: counts = gain * Poisson(electrons): var(counts - expected) = gain * mean(expected);
+    # v3: counts = gain / dqe * Poisson(dqe * electrons), dqe 0.3: the variance is 1/dqe times
+    # larger for the same mean
     gains = []
     means = []
     for dose in (100.0, 400.0):
         params = generator_params(
-            "hr-2.2nm", contrast=0.1, image_size=192, dose=dose, xray_spikes_per_mpx=0.0
-        )
+            "hr-2.2nm", contrast=0.1, image_size=192, dose=dose, xray_spikes_per_mpx=0.0,
+            version=version,
+        )  # fmt: skip
         r = render_image(params, np.random.default_rng([1, 0]))
         resid = r.counts.astype(np.float64) - r.expected
         gains.append(resid.var() / r.expected.mean())
         means.append(r.expected.mean())
         electrons_per_px = dose * (10 * params.pixel_size_nm) ** 2  # e/A^2 * A^2
         assert r.expected.mean() / params.gain == pytest.approx(electrons_per_px, rel=0.1)
-    np.testing.assert_allclose(gains, 10.0, rtol=0.05)  # the gain, at both doses
+    np.testing.assert_allclose(gains, gain, rtol=0.05)  # at both doses
     assert means[1] / means[0] == pytest.approx(4.0, rel=1e-4)  # same image, 4x the dose
 
 
@@ -306,7 +310,7 @@ def test_any_preset_value_can_be_overridden():
     assert default.defocus_nm == PRESETS["hr-2.2nm"].defocus_nm == (-12.0, 12.0)
     assert default.coverage == PRESETS["hr-2.2nm"].coverage
     assert default.astigmatism_nm == (0.0, 2.0)
-    assert default.version == GENERATOR_VERSION == 2
+    assert default.version == GENERATOR_VERSION == 3
 
 
 def test_knobs_are_recorded_in_store_and_series_provenance(tmp_path):
@@ -315,7 +319,7 @@ def test_knobs_are_recorded_in_store_and_series_provenance(tmp_path):
     gen = attrs["generator"]
     assert gen["coverage"] == 0.1 and gen["defocus_nm"] == [-3.0, 3.0]
     assert gen["astigmatism_nm"] == [0.5, 1.0] and gen["pixel_size_nm"] == 0.04
-    assert attrs["pixel_size_nm"] == 0.04 and gen["version"] == 2
+    assert attrs["pixel_size_nm"] == 0.04 and gen["version"] == 3
     assert "mean_inner_phase_rad_per_nm" in gen and "mean_inner_phase_rad" not in gen
     series = dict(SMALL)
     paths = make_contrast_series(tmp_path / "series", contrasts=[0.05, 0.2], **series, **KNOBS)
@@ -395,8 +399,8 @@ def fringe_band_power(image, particles, pixel_size_nm, lo=4.0, hi=5.2, pad=64):
     return total, n
 
 
-def test_gaussian_focus_hides_the_fringes():
-    # The lattice is a phase grating, which the lens turns into intensity as sin chi:
+def test_gaussian_focus_hides_the_fringes(version=2):
+    # Version 2's lattice is a phase grating, which the lens turns into intensity as sin chi:
     # at df = -12 nm sin chi(1/d111) ~ -0.97, at Gaussian focus chi ~ 0 up to the Cs (<= 0.02
     # mm) and astigmatism (<= 2 nm) the preset draws. Same particles, carbon and lens draws
     # at both; noise-free expected counts; every particle fringed at full strength.
@@ -405,7 +409,9 @@ def test_gaussian_focus_hides_the_fringes():
     def power(**lens):
         total, n = 0.0, 0
         for seed in range(4):
-            params = generator_params("hr-2.2nm", contrast=0.06, image_size=256, **clean, **lens)
+            params = generator_params(
+                "hr-2.2nm", contrast=0.06, image_size=256, **clean, **lens, version=version
+            )
             r = render_image(params, np.random.default_rng([seed, 0]))
             t, m = fringe_band_power(r.expected / r.expected.mean(), r.particles, 0.02)
             total, n = total + t, n + m
@@ -418,3 +424,70 @@ def test_gaussian_focus_hides_the_fringes():
     exact = dict(cs_mm=(0, 0), astigmatism_nm=(0, 0))
     under, focus = power(defocus_nm=(-12, -12), **exact), power(defocus_nm=(0, 0), **exact)
     assert under > 1000 * focus, under / focus  # measured ~2e4x (6e3-1.5e5x over other seeds)
+
+
+def test_version_2_is_reproduced_byte_for_byte(tmp_path):
+    # content hash of this store as generator version 2 wrote it (commit b6b6c8b, before v3)
+    kw = dict(preset="hr-2.2nm", contrast=0.06, images=3, image_size=256, patch_size=128, seed=7)
+    attrs = read_attrs(make_synthetic_store(tmp_path / "v2.zarr", version=2, **kw))
+    assert attrs["content_hash"] == (
+        "14dd51a753ca5feb65670fdcea5840c38c188ea715fbc62b8284a94cc71fb932"
+    )
+    assert attrs["generator"]["version"] == 2 and "dqe" not in attrs["generator"]
+    v3 = read_attrs(make_synthetic_store(tmp_path / "v3.zarr", **kw))
+    assert v3["generator"]["version"] == 3 and v3["generator"]["dqe"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"version": 1}, "valid generator versions"),
+        ({"version": 2, "dqe": 0.5}, "dqe needs generator version 3"),
+        ({"dqe": 0.0}, "dqe must lie in"),
+    ],
+)
+def test_bad_versions_and_v3_fields(kw, match):
+    with pytest.raises(ValueError, match=match):
+        generator_params("hr-5nm", contrast=0.1, **kw)
+
+
+def test_series_reuses_a_store_of_an_older_version_unless_a_version_is_asked(tmp_path):
+    old = make_contrast_series(tmp_path, contrasts=[0.06], **SMALL, version=2)
+    notes = []
+    assert make_contrast_series(tmp_path, contrasts=[0.06], **SMALL, progress=notes.append) == old
+    assert notes == ["hr-2.2nm-c0.060-s0.zarr: reused (same generator parameters, version 2)"]
+    with pytest.raises(FileExistsError, match="other parameters"):
+        make_contrast_series(tmp_path, contrasts=[0.06], **SMALL, version=3)
+
+
+def test_v3_fringes_keep_an_amplitude_part_at_gaussian_focus():
+    # v3's lattice also modulates the amplitude (transferred as cos chi), so fringes stay at
+    # Gaussian focus, as multislice Au's do (docs/physics.md)
+    clean = dict(fringe_free_fraction=0.0, cs_mm=(0, 0), astigmatism_nm=(0, 0))
+
+    def power(df):
+        total = 0.0
+        for seed in range(4):
+            params = generator_params(
+                "hr-2.2nm", contrast=0.06, image_size=256, defocus_nm=(df, df), **clean
+            )
+            r = render_image(params, np.random.default_rng([seed, 0]))
+            total += fringe_band_power(r.expected / r.expected.mean(), r.particles, 0.02)[0]
+        return total
+
+    under, focus = power(-12), power(0)
+    assert under < 10 * focus, under / focus
+
+
+def test_synth_command_takes_the_generator_version(tmp_path, capsys):
+    from temseg.cli import main
+
+    args = ["--preset", "hr-2.2nm", "--images", "2", "--seed", "7", "--image-size", "128",
+            "--patch-size", "64", "--min-particle-px", "20"]  # fmt: skip
+    assert main(["synth", str(tmp_path / "a.zarr"), "--contrast", "0.06", *args,
+                 "--generator-version", "2"]) == 0  # fmt: skip
+    assert read_attrs(tmp_path / "a.zarr")["generator"]["version"] == 2
+    assert main(["synth", str(tmp_path / "b.zarr"), "--contrast", "0.06", *args,
+                 "--generator-version", "1"]) == 2  # fmt: skip
+    assert "valid generator versions [2, 3]" in capsys.readouterr().err
+    assert not (tmp_path / "b.zarr").exists()

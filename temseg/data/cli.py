@@ -34,6 +34,7 @@ KNOB_FLAGS = {
     "fringe_free_fraction": "--fringe-free-fraction",
     "dose": "--dose",
     "illumination": "--illumination",
+    "version": "--generator-version",
 }
 # the illumination 1 + a*(2y + 2x + bump), y and x in [-1/2, 1/2], stays > 0 for a < 1/3
 MAX_ILLUMINATION = 1 / 3
@@ -500,6 +501,16 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
             "(y, x from -1/2 to 1/2 across the image, a broad Gaussian bump), each a drawn "
             "uniformly in [-A, A] per image; 0 <= A < 1/3. Default 0.08 (every preset); 0.25 "
             "gives corners up to ~1.5x apart, as a badly centred beam"
+        ),
+    )
+    g.add_argument(
+        "--generator-version",
+        dest="version",
+        type=int,
+        metavar="V",
+        help=(
+            "image model version (default 3, tuned against the authors' real-data networks, "
+            "docs/physics.md); 2 reproduces stores made before it, byte for byte"
         ),
     )
 
