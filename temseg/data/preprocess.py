@@ -62,8 +62,11 @@ def preprocessing_record(
 
     >>> preprocessing_record("hr", 1500.0)["xray_threshold_source"]
     'hr default'
-    >>> preprocessing_record("hr", 1500.0)["flat_field"]
+    >>> "flat_field" in preprocessing_record("hr", 1500.0)
     False
+
+    The ``flat_field`` keys are written only when it was applied, so a store made without it
+    is byte for byte (content hash included) what temseg wrote before the option existed.
     """
     record = {
         "negatives": "set to 0",
@@ -71,10 +74,10 @@ def preprocessing_record(
         "xray_threshold": threshold,
         "xray_threshold_source": "flag" if from_flag else f"{regime} default",
         "xray_passes": XRAY_PASSES,
-        "flat_field": bool(flat_field),
         "standardization": "per image: mean 0, std 1",
     }
     if flat_field:
+        record["flat_field"] = True
         record["flat_field_model"] = (
             f"divided by a degree-{FLAT_FIELD_ORDER} 2-D polynomial fitted to the medians of "
             f"~{FLAT_FIELD_GRID}x{FLAT_FIELD_GRID} blocks, excluding blocks beyond "
