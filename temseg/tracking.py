@@ -308,6 +308,11 @@ def register_checkpoint(
     return version.version
 
 
+def set_alias(uri: str, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version``."""
+    MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
+
+
 # --------------------------------------------------------------------------------------------
 # The sweep's parent run: one per sweep or search, every trial run its child.
 

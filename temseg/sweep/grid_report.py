@@ -92,9 +92,31 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
             for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
         }
         card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
+        # segment's domain guard and seed ensembles: the training store's contrast score
+        # travels with the model, and every seed of the recommended network becomes a version
+        # with alias seed-<seed> (the recommended one too); `recommended` stays the best by
+        # validation. `temseg segment --model models:/<name>@seeds` uses them all.
+        same_net = (trials[["num_blocks", "pools", "dilations"]]
+                    == [r["num_blocks"], r["pools"], r["dilations"]]).all(axis=1)  # fmt: skip
+        seeds = trials[
+            (trials["status"] == "FINISHED") & (trials["dataset"] == r["dataset"]) & same_net
+        ].sort_values("seed")
+        contrast = float(seeds["contrast"].iloc[0]) if "contrast" in seeds else float("nan")
+        if contrast == contrast:
+            card["contrast"] = contrast
+        pixel_size_nm = float(r["pixel_size_nm"])
         version = tracking.register_checkpoint(
-            uri, r["run_id"], name, pixel_size_nm=float(r["pixel_size_nm"]), card=card
+            uri, r["run_id"], name, pixel_size_nm=pixel_size_nm, card=card
         )
+        for s in seeds.itertuples(index=False):
+            alias = f"seed-{int(s.seed)}"
+            if s.run_id == r["run_id"]:
+                tracking.set_alias(uri, name, alias, version)
+                continue
+            seed_card = {**card, "seed": int(s.seed), "reason": "a seed of the recommended network"}
+            tracking.register_checkpoint(
+                uri, s.run_id, name, pixel_size_nm=pixel_size_nm, card=seed_card, alias=alias
+            )
         out.append({**r, "model": name, "version": version})
     return out
 
