@@ -8,10 +8,15 @@ how a trial is keyed or logged fails here first.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from temseg.config import TrainConfig
 from temseg.receptive_field import Architecture
 from temseg.sweep.profile import SweepConfig
 from temseg.sweep.space import build_trials
-from temseg.trial import Dataset
+from temseg.trial import Dataset, RayTrial
 
 DS = Dataset("/data/discs128.zarr", "discs128", 0.02, 128, 0.1)
 CFG = SweepConfig(
@@ -93,3 +98,17 @@ def test_a_synthetic_store_is_named_by_its_generator_contrast():
     (trial,) = build_trials(CFG, [ds], tracking_uri="sqlite:////tmp/x.db", experiment_id="7")
     assert trial["meta"]["run_name"] == "c0.090 N2 p4-2 s752"  # C, not the measured 0.436
     assert trial["meta"]["params"]["contrast"] == 0.436
+
+
+def test_the_wire_form_decodes_once_into_a_typed_trial_and_back():
+    """What Ray carries ({"train", "meta"}, also in snapshots of earlier sweeps) decodes into
+    a frozen RayTrial with a TrainConfig, and encodes back to the same dict."""
+    (wire,) = build_trials(CFG, [DS], tracking_uri="sqlite:////tmp/x.db", experiment_id="7")
+    trial = RayTrial.decode(wire)
+    assert isinstance(trial.train, TrainConfig) and trial.train.pools == (4, 2)
+    assert trial.trial_key == "2cf69e9a54cf7c61" and trial.architecture.rf_px == 80
+    assert trial.dataset == "discs128" and trial.rf_nm == 1.6
+    assert trial.encode() == wire
+    assert RayTrial.of({"trial": wire}) == trial
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trial.run_name = "x"  # type: ignore[misc]

@@ -108,6 +108,97 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "dataset"
 
 
+def _evaluate_datasets(
+    client: Any,
+    trials: pd.DataFrame,
+    done: pd.DataFrame,
+    networks: bool,
+    max_patches: int | None,
+    notes: list[str],
+) -> tuple[list[DatasetEval], pd.DataFrame, pd.DataFrame]:
+    """Per dataset, the Fourier baseline and (``networks``) the networks' false negatives."""
+    levels = done.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
+    evals = [
+        DatasetEval(str(r.dataset), float(r.contrast), float(r.pixel_size_nm), str(r.data_path))
+        for r in levels.itertuples()
+    ]
+    fn_rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="temseg-report-") as tmp:
+        for ds in evals:
+            evaluate_fourier(ds, max_patches, notes, load_split=_load_split)
+            if networks:
+                fn_rows += evaluate_networks(
+                    client, trials, ds, max_patches, Path(tmp), notes, predictor=_network_predictor
+                )
+    if not networks:
+        notes.append(
+            "network evaluation switched off: no false-negative overlap, examples "
+            "show the Fourier filter only."
+        )
+    fourier = pd.DataFrame([ds.fourier_row for ds in evals], columns=FOURIER_COLUMNS)
+    fn = pd.DataFrame(fn_rows, columns=FN_COLUMNS)
+    return evals, fourier, fn
+
+
+def _plot_figures(
+    out: Path,
+    trials: pd.DataFrame,
+    summary: pd.DataFrame,
+    plateaus: pd.DataFrame,
+    trend: pd.DataFrame,
+    fourier: pd.DataFrame,
+    fn: pd.DataFrame,
+    evals: list[DatasetEval],
+    notes: list[str],
+) -> list[tuple[Path, str]]:
+    """Draw the report's figures into ``out``; each PNG with its caption (what could not be
+    drawn is said in ``notes``)."""
+    figures: list[tuple[Path, str]] = []
+    plot_dice_vs_rf(summary, plateaus, fourier, out / "dice_vs_rf.png")
+    figures.append(
+        (
+            out / "dice_vs_rf.png",
+            "Test dice vs receptive field in nm, one panel per "
+            "contrast level (as the paper's Figures 2-4).",
+        )
+    )
+    plot_onset_vs_contrast(plateaus, trend, out / "onset_vs_contrast.png")
+    figures.append(
+        (out / "onset_vs_contrast.png", "Dice gain and plateau onset against measured contrast.")
+    )
+    if plot_erf_vs_rf(trials, out / "erf_vs_rf.png"):
+        figures.append(
+            (
+                out / "erf_vs_rf.png",
+                "Effective receptive field (diameter of the disc holding 95% of the "
+                "input-gradient mass at the patch centre) against the RF of Eq. 1, per trial; "
+                "bars: the exact maximum reach.",
+            )
+        )
+    else:
+        notes.append(
+            "no run has effective-receptive-field metrics (erf95_px; runs logged before "
+            "temseg measured them): no ERF figure or ERF fit."
+        )
+    examples = []
+    for ds in evals:
+        path = out / f"examples_{_safe_name(ds.name)}.png"
+        if plot_examples(ds, fn, path):
+            examples.append(
+                (
+                    path,
+                    f"{ds.name}: small / medium / large RF next to the Fourier "
+                    "filter (paper Figures 6-7).",
+                )
+            )
+    if not any(ds.predictions for ds in evals):
+        notes.append(
+            "no network predictions were available: example figures show the Fourier "
+            "filter only and fn_overlap.csv is empty."
+        )
+    return figures + examples
+
+
 def write_report(
     experiment: str,
     tracking_uri: str | None = None,
@@ -174,82 +265,24 @@ def write_report(
     held_out = recommend.leave_one_level_out(plateaus, recommend.object_sizes(done))
     failed = collect.failed(trials)[FAILED_COLUMNS]
 
-    levels = done.drop_duplicates("dataset").sort_values(["contrast", "dataset"])
-    evals = [
-        DatasetEval(str(r.dataset), float(r.contrast), float(r.pixel_size_nm), str(r.data_path))
-        for r in levels.itertuples()
-    ]
-    fn_rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="temseg-report-") as tmp:
-        for ds in evals:
-            evaluate_fourier(ds, max_patches, notes, load_split=_load_split)
-            if networks:
-                fn_rows += evaluate_networks(
-                    client, trials, ds, max_patches, Path(tmp), notes, predictor=_network_predictor
-                )
-    if not networks:
-        notes.append(
-            "network evaluation switched off: no false-negative overlap, examples "
-            "show the Fourier filter only."
-        )
-    fourier = pd.DataFrame([ds.fourier_row for ds in evals], columns=FOURIER_COLUMNS)
-    fn = pd.DataFrame(fn_rows, columns=FN_COLUMNS)
+    evals, fourier, fn = _evaluate_datasets(client, trials, done, networks, max_patches, notes)
 
-    trials.drop(columns=["start_time"]).to_csv(out / "trials.csv", index=False)
-    failed.to_csv(out / "failed_trials.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
-    plateaus.to_csv(out / "plateaus.csv", index=False)
-    recommendation.to_csv(out / "recommendation.csv", index=False)
-    answers.to_csv(out / "answers.csv", index=False)
-    held_out.to_csv(out / "leave_one_level_out.csv", index=False)
-    trend.to_csv(out / "onset_trend.csv", index=False)
-    erf_fits.to_csv(out / "erf_fits.csv", index=False)
-    fourier.to_csv(out / "fourier.csv", index=False)
-    fn.to_csv(out / "fn_overlap.csv", index=False)
-
-    figures: list[tuple[Path, str]] = []
-    plot_dice_vs_rf(summary, plateaus, fourier, out / "dice_vs_rf.png")
-    figures.append(
-        (
-            out / "dice_vs_rf.png",
-            "Test dice vs receptive field in nm, one panel per "
-            "contrast level (as the paper's Figures 2-4).",
-        )
-    )
-    plot_onset_vs_contrast(plateaus, trend, out / "onset_vs_contrast.png")
-    figures.append(
-        (out / "onset_vs_contrast.png", "Dice gain and plateau onset against measured contrast.")
-    )
-    if plot_erf_vs_rf(trials, out / "erf_vs_rf.png"):
-        figures.append(
-            (
-                out / "erf_vs_rf.png",
-                "Effective receptive field (diameter of the disc holding 95% of the "
-                "input-gradient mass at the patch centre) against the RF of Eq. 1, per trial; "
-                "bars: the exact maximum reach.",
-            )
-        )
-    else:
-        notes.append(
-            "no run has effective-receptive-field metrics (erf95_px; runs logged before "
-            "temseg measured them): no ERF figure or ERF fit."
-        )
-    examples = []
-    for ds in evals:
-        path = out / f"examples_{_safe_name(ds.name)}.png"
-        if plot_examples(ds, fn, path):
-            examples.append(
-                (
-                    path,
-                    f"{ds.name}: small / medium / large RF next to the Fourier "
-                    "filter (paper Figures 6-7).",
-                )
-            )
-    if not any(ds.predictions for ds in evals):
-        notes.append(
-            "no network predictions were available: example figures show the Fourier "
-            "filter only and fn_overlap.csv is empty."
-        )
+    tables = {
+        "trials": trials.drop(columns=["start_time"]),
+        "failed_trials": failed,
+        "summary": summary,
+        "plateaus": plateaus,
+        "recommendation": recommendation,
+        "answers": answers,
+        "leave_one_level_out": held_out,
+        "onset_trend": trend,
+        "erf_fits": erf_fits,
+        "fourier": fourier,
+        "fn_overlap": fn,
+    }
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+    figures = _plot_figures(out, trials, summary, plateaus, trend, fourier, fn, evals, notes)
 
     doc = build_doc(
         experiment,
@@ -263,7 +296,7 @@ def write_report(
         fourier,
         fn,
         failed,
-        figures + examples,
+        figures,
         notes,
         erf_fits=erf_fits,
         recommendation=recommendation,

@@ -517,6 +517,16 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     """Add ingest, synth, synth-image, synth-series, info and preview to the subparsers."""
+    _add_ingest(sub)
+    _add_synth(sub)
+    _add_simulate(sub)
+    _add_synth_image(sub)
+    _add_synth_series(sub)
+    _add_info(sub)
+    _add_preview(sub)
+
+
+def _add_ingest(sub) -> None:
     p = sub.add_parser(
         "ingest",
         help="real microscope images + masks -> patch store",
@@ -556,6 +566,8 @@ def register(sub) -> None:
     _add_patch_args(p)
     p.set_defaults(func=_cmd_ingest)
 
+
+def _add_synth(sub) -> None:
     p = sub.add_parser(
         "synth",
         help="synthetic TEM images of Au particles -> patch store",
@@ -574,6 +586,8 @@ def register(sub) -> None:
     add_flat_field_arg(p)
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_simulate(sub) -> None:
     p = sub.add_parser(
         "simulate",
         help="multislice-simulated HRTEM images (abTEM) -> patch store (pip install temseg[sim])",
@@ -639,6 +653,8 @@ def register(sub) -> None:
     _add_patch_args(p)
     p.set_defaults(func=_cmd_simulate)
 
+
+def _add_synth_image(sub) -> None:
     p = sub.add_parser(
         "synth-image",
         help="one whole synthetic micrograph (TIFF with pixel size), its mask and particle list",
@@ -670,6 +686,8 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.set_defaults(func=_cmd_synth_image)
 
+
+def _add_synth_series(sub) -> None:
     p = sub.add_parser(
         "synth-series",
         help="one synthetic store per contrast level (reuses matching stores)",
@@ -689,6 +707,8 @@ def register(sub) -> None:
     _add_generator_args(p)
     p.set_defaults(func=_cmd_synth_series)
 
+
+def _add_info(sub) -> None:
     p = sub.add_parser(
         "info",
         help="summary of a patch store",
@@ -698,6 +718,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print every attribute as JSON")
     p.set_defaults(func=_cmd_info)
 
+
+def _add_preview(sub) -> None:
     p = sub.add_parser(
         "preview",
         help="PNG of a synthetic image (or a stored patch) beside its mask",

@@ -189,8 +189,11 @@ def _restore(what: str, path: str, runnable: Any, total: int | None) -> Any:
         )
         return None
     done = sum(1 for r in tuner.get_results() if r.metrics.get("finished"))
-    of = f"/{total}" if total is not None else ""
-    print(f"resuming {what} {path}: {done}{of} trials already finished", flush=True)
+    # a grid knows its size; a search its trials trained to the end so far
+    state = f"{done}/{total} trials already finished" if total is not None else (
+        f"{done} trials already trained to the end"
+    )
+    print(f"resuming {what} {path}: {state}", flush=True)
     return tuner
 
 
