@@ -39,7 +39,7 @@ REAL_AREA = {"coverage": 0.022, "field_margin": 0.4}
 BACKGROUND = {"carbon_thickness_nm": (5.0, 20.0), "contamination_per_100nm2": 2.0}
 # the chosen combination: the sample-level knobs here, the rest applied after the multislice
 COMBO = {"zone_axis_fraction": 0.0, **REAL_AREA}
-COMBO_AFTER = {"illumination_variation": 0.1}
+COMBO_AFTER = {"illumination_variation": 0.1, "detector": "ideal"}
 # group: (seed, image_size, images, sample-level settings)
 GROUPS = {
     "v1": (41, 512, 24, {}),
@@ -62,6 +62,11 @@ ROWS = {
     "motion": ("motion", {}),
     "background": ("background", {"illumination_variation": 0.1}),
     "combo": ("combo", COMBO_AFTER),
+    # choosing the settings after the multislice on the combination (seed 41 only)
+    "combo-defocus6": ("combo", {**COMBO_AFTER, "defocus_nm": (-6.0, 6.0)}),
+    "combo-defocus3": ("combo", {**COMBO_AFTER, "defocus_nm": (-3.0, 3.0)}),
+    "combo-poisson": ("combo", {**COMBO_AFTER, "detector": "poisson"}),
+    "combo-ceta": ("combo", {**COMBO_AFTER, "detector": "ceta"}),
     "combo-seed7": ("combo-seed7", COMBO_AFTER),
 }
 
@@ -72,18 +77,29 @@ def group_params(group: str, after: dict) -> tuple[int, int, sim.SimParams]:
     return seed, images, params
 
 
-def rendered(cache: Path, group: str, i: int) -> tuple[sim.Draws, np.ndarray, int, float]:
-    """Image i of a group: draws, noise-free intensity, slices, seconds (cached)."""
+def rendered(cache: Path, group: str, i: int) -> tuple[sim.Draws, list | np.ndarray, int, float]:
+    """Image i of a group: draws, exit waves (one per sub-exposure), slices, seconds
+    (cached). Caches of the first runs hold the intensity through the group's lens instead
+    of the waves (and draws without lens variates, recovered here from the seed)."""
     path = cache / group / f"{i:03d}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
     seed, _, params = group_params(group, {})
+    if path.exists():
+        d, waves, n_slices, seconds = pickle.loads(path.read_bytes())
+        if not hasattr(d, "lens_unit"):  # first runs: the lens itself
+            rng = np.random.default_rng([seed, i])
+            rng.integers(2**63, size=2)  # build_sample's two stream seeds
+            unit = sim.draw_lens_unit(rng)
+            assert sim.lens_of(params, unit) == d.__dict__["lens"]
+            d = sim.Draws(d.carbon, d.gold, d.particles, unit, d.seeds)
+        return d, waves, n_slices, seconds
     t0 = time.perf_counter()
     d = sim.draw_image(params, np.random.default_rng([seed, i]))
-    intensity, n_slices = sim.render_intensity(params, d)
-    out = (d, intensity, n_slices, time.perf_counter() - t0)
+    waves, n_slices = sim.exit_waves(params, d)
+    out = (d, waves, n_slices, time.perf_counter() - t0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(out))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(out))
+    tmp.replace(path)  # a reader never sees half a file
     return out
 
 
@@ -98,9 +114,15 @@ def render(cache: Path, groups: list[str]) -> None:
 def write_row(cache: Path, stores: Path, row: str) -> Path:
     group, after = ROWS[row]
     seed, images, params = group_params(group, after)
+    render_params = group_params(group, {})[2]
 
     def source(p: sim.SimParams, i: int) -> sim.Simulated:
-        d, intensity, n_slices, seconds = rendered(cache, group, i)
+        d, waves, n_slices, seconds = rendered(cache, group, i)
+        if isinstance(waves, np.ndarray):  # an intensity: the group's own lens only
+            assert all(getattr(p, r) == getattr(render_params, r) for r in sim.RANGES)
+            intensity = waves
+        else:
+            intensity = sim.waves_intensity(waves, sim.lens_of(p, d.lens_unit), p.voltage_kv)
         return sim.finish_image(p, d, intensity, n_slices, seconds)
 
     overrides = {k: v for k, v in params.to_dict().items() if k not in ("preset", "version")}
@@ -118,11 +140,12 @@ def write_row(cache: Path, stores: Path, row: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("stage", choices=("render", "stores", "probe"))
+    ap.add_argument("stage", choices=("render", "stores", "probe", "shift"))
     ap.add_argument("--only", help="comma-separated group (render) or row names")
     ap.add_argument("--cache", type=Path, default=Path("data/ablation/cache"))
     ap.add_argument("--stores", type=Path, default=Path("data/ablation"))
     ap.add_argument("--out", type=Path, help="probe table (CSV) to write")
+    ap.add_argument("--models", default=None, help="the authors' networks (temseg realism's default)")
     args = ap.parse_args(argv)
     sim.require_sim(threads=1)
     if args.stage == "render":
@@ -133,18 +156,42 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(write_row(args.cache, args.stores, row), flush=True)
         return 0
-    return probe_rows(args.stores, rows, args.out)
+    if args.stage == "shift":
+        for row in rows:
+            shift_diagnosis(args.stores / f"{row}.zarr", args.models)
+        return 0
+    return probe_rows(args.stores, rows, args.out, args.models)
 
 
-def probe_rows(stores: Path, rows: list[str], out: Path | None) -> int:
+def shift_diagnosis(store: Path, models: str | None) -> None:
+    """The networks on a store's standardized patches shifted and scaled: which change of
+    the intensity scale turns the networks' carbon into background."""
+    from temseg import realism
+    from temseg.legacy import load_legacy_checkpoint
+
+    _, images, masks = realism.load_store(store, split="all")
+    band = realism.boundary_band(masks)
+    files = realism.find_models(models or realism.DEFAULT_MODELS)
+    nets = [(realism.network_name(f), load_legacy_checkpoint(f)) for f in files]
+    for label, scale, shift in [("as stored", 1, 0), ("+0.25", 1, 0.25), ("+0.5", 1, 0.5),
+                                ("-0.5", 1, -0.5), ("x2", 2, 0), ("x0.5", 0.5, 0)]:  # fmt: skip
+        cells = []
+        for name, net in nets:
+            pred = realism.predict_patches(net, (images * scale + shift).astype(np.float32))
+            sc = realism.mask_scores(pred, masks, band)
+            cells.append(f"{name} {sc['dice']:.3f} ({sc['pred_fraction']:.2f})")
+        print(f"| {store.stem} | {label} | " + " | ".join(cells) + " |", flush=True)
+
+
+def probe_rows(stores: Path, rows: list[str], out: Path | None, models: str | None) -> int:
     """`temseg realism` on each row's store: the long CSV (--out) and a markdown table."""
     import pandas as pd
 
-    from temseg.realism import probe
+    from temseg.realism import DEFAULT_MODELS, probe
 
     frames = []
     for row in rows:
-        frame = probe([stores / f"{row}.zarr"]).frame()
+        frame = probe([stores / f"{row}.zarr"], models=models or DEFAULT_MODELS).frame()
         frame.insert(0, "row", row)
         frames.append(frame)
         print(markdown(frame), flush=True)

@@ -213,7 +213,10 @@ def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
     assert a1["kind"] == "synthetic"
     simulation = a1["simulation"]
     assert simulation["carbon_thickness_nm"] == [1.0, 1.0] and simulation["seed"] == 2
-    assert simulation["version"] == 2 and simulation["camera"]["name"] == "poisson"
+    # the calibrated defaults (docs/physics.md, the ablation), recorded
+    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ideal"
+    assert simulation["zone_axis_fraction"] == 0.0 and simulation["field_margin"] == 0.4
+    assert simulation["coverage"] == 0.022 and simulation["illumination_variation"] == 0.1
     assert {"zone_axis_fraction", "motion_frames", "detector", "label_style", "field_margin",
             "illumination_variation", "contamination_per_100nm2"} <= set(simulation)  # fmt: skip
     assert len(simulation["per_image"]) == 3

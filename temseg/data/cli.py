@@ -595,7 +595,8 @@ def register(sub) -> None:
             "icosahedra; the preset's diameter with 12 %% spread; low-index zone axes or "
             "random orientations) on an amorphous carbon film, run an abTEM plane-wave "
             "multislice at 300 kV, apply a lens drawn per image (defocus, astigmatism, Cs, "
-            "objective aperture, focal spread, convergence), add Poisson noise at the dose, "
+            "objective aperture, focal spread, convergence), record it with a named camera "
+            "(ideal counting, Ceta-like scintillator CMOS, or v1's bare Poisson), "
             "label the particles' projected footprint from their atoms, preprocess like "
             "real files and write a patch store (attribute 'simulation': every parameter "
             "and, per image, everything drawn). Needs the optional extra: "
@@ -632,7 +633,13 @@ def register(sub) -> None:
         metavar="MIN,MAX",
         help="objective aperture semiangle range in mrad (default 20,30)",
     )
-    p.add_argument("--coverage", type=float, metavar="F", help="particle area fraction")
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="F",
+        help="particle area fraction (default 0.022, the lab's real 4096 px label; --v1: "
+        "the preset's)",
+    )
     p.add_argument(
         "--pixel-size-nm",
         type=float,

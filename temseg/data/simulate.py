@@ -44,7 +44,7 @@ store; the defaults of a version 1 store are written out in ``V1_SETTINGS``):
   the scale ``carbon_correlation_nm``, contamination patches, non-flat illumination
   (:mod:`temseg.data.sim_background`);
 - motion: the image is the mean of ``motion_frames`` sub-exposures, each particle turned and
-  shifted a little in each (:func:`moving_intensity`);
+  shifted a little in each (:func:`moving_waves`);
 - labels: the footprint, or a hand-drawn-like polygon of 10-16 clicks around it.
 
 The label is the particles' projected footprint computed from the atoms, never from the
@@ -112,16 +112,16 @@ class SimParams:
     diameter_sd: float = 0.12  # relative
     shapes: tuple[str, ...] = SHAPES
     shape_weights: tuple[float, ...] = (0.5, 0.3, 0.2)
-    zone_axis_fraction: float = 0.6  # particles on a low-index zone axis, the rest random
+    zone_axis_fraction: float = 0.0  # particles on a low-index zone axis, the rest random
     fcc_zone_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # [110], [100], [111]
     particle_gap_nm: float = 0.4  # closest approach of two particles' footprints
-    field_margin: float = 0.0  # > 0: particles also centred this many diameters outside, cut
+    field_margin: float = 0.4  # > 0: particles also centred this many diameters outside, cut
     carbon_thickness_nm: tuple[float, float] = (3.0, 3.0)  # flat film when min == max
     carbon_correlation_nm: float = 5.0  # lateral scale of the thickness variation
     contamination_per_100nm2: float = 0.0  # contamination patches (mean count)
     contamination_height_nm: tuple[float, float] = (1.0, 4.0)
     contamination_radius_nm: tuple[float, float] = (1.0, 3.0)
-    illumination_variation: float = 0.0  # peak-to-peak relative, ramp + smooth field
+    illumination_variation: float = 0.1  # peak-to-peak relative, ramp + smooth field
     carbon_density_g_cm3: float = 2.0
     carbon_min_distance_nm: float = 0.14
     voltage_kv: float = 300.0
@@ -142,7 +142,7 @@ class SimParams:
     motion_frames: int = 1  # sub-exposures averaged; 1 = particles still
     motion_rotation_deg: float = 1.0  # sd per axis of each frame's rotation of a particle
     motion_drift_nm: float = 0.05  # sd per axis of each frame's in-plane shift of a particle
-    detector: str = "poisson"  # camera class (temseg.data.detector)
+    detector: str = "ideal"  # camera class (temseg.data.detector)
     label_style: str = "footprint"  # or "polygon": hand-drawn-like
     label_vertices: tuple[int, int] = (10, 16)  # clicks per polygon, min and max
     label_jitter_nm: float = 0.1  # sd of each click's position per axis
@@ -741,11 +741,26 @@ class Simulated:
         }
 
 
+def draw_lens_unit(rng: np.random.Generator) -> dict[str, float]:
+    """One image's lens as uniform variates in [0, 1), one per range and the astigmatism
+    angle; :func:`lens_of` maps them onto a model's ranges (the same numbers as drawing
+    ``rng.uniform(min, max)``, so a lens setting can change without changing the rest)."""
+    return {name: float(rng.random()) for name in (*RANGES, "astigmatism_angle_rad")}
+
+
+def lens_of(params: SimParams, unit: dict[str, float]) -> dict[str, float]:
+    """The lens of uniform variates ``unit`` under ``params``' ranges."""
+    out = {}
+    for name in RANGES:
+        lo, hi = getattr(params, name)
+        out[name] = float(lo + (hi - lo) * unit[name])
+    out["astigmatism_angle_rad"] = float(np.pi * unit["astigmatism_angle_rad"])
+    return out
+
+
 def draw_lens(params: SimParams, rng: np.random.Generator) -> dict[str, float]:
     """One image's lens and coherence, drawn uniformly from the ranges."""
-    out = {name: float(rng.uniform(*getattr(params, name))) for name in RANGES}
-    out["astigmatism_angle_rad"] = float(rng.uniform(0, np.pi))
-    return out
+    return lens_of(params, draw_lens_unit(rng))
 
 
 def abtem_ctf(lens: dict[str, float], voltage_kv: float):
@@ -870,10 +885,10 @@ def motion_frames(
     return frames
 
 
-def moving_intensity(
-    carbon: np.ndarray, frames: list[np.ndarray], params: SimParams, lens: dict[str, float]
-) -> tuple[np.ndarray, int]:
-    """Mean image intensity over sub-exposures in which the particles move (vacuum = 1).
+def moving_waves(
+    carbon: np.ndarray, frames: list[np.ndarray], params: SimParams
+) -> tuple[list, int]:
+    """Exit waves of sub-exposures in which the particles move, and the slices computed.
 
     Notes
     -----
@@ -891,14 +906,16 @@ def moving_intensity(
     if len(carbon):
         below = _potential(_cell(carbon, ["C"] * len(carbon), L, film), params, abtem)
         wave, n_slices = wave.multislice(below).compute(), int(below.num_slices)
-    total = None
+    out = []
     for gold in frames:
+        if not len(gold):
+            out.append(wave.copy())
+            continue
         z = gold - [0.0, 0.0, float(gold[:, 2].min()) - 0.25]
         pot = _potential(_cell(z, ["Au"] * len(z), L, float(z[:, 2].max()) + 0.5), params, abtem)
-        image = image_intensity(wave.multislice(pot).compute(), lens, params.voltage_kv)
-        total = image if total is None else total + image
+        out.append(wave.multislice(pot).compute())
         n_slices += int(pot.num_slices)
-    return (total / len(frames)).astype(np.float32), n_slices
+    return out, n_slices
 
 
 @dataclass
@@ -908,7 +925,7 @@ class Draws:
     carbon: np.ndarray
     gold: np.ndarray
     particles: list[SimParticle]
-    lens: dict[str, float]
+    lens_unit: dict[str, float]  # the lens as uniform variates (lens_of)
     seeds: dict[str, int]  # phonon, noise, motion, illumination, label
 
 
@@ -916,20 +933,34 @@ def draw_image(params: SimParams, rng: np.random.Generator) -> Draws:
     """The sample, the lens and the seeds of every later draw, in this order: sample, lens,
     phonons, noise (version 1 drew exactly these), then motion, illumination, label."""
     carbon, gold, particles = build_sample(params, rng)
-    lens = draw_lens(params, rng)
+    lens_unit = draw_lens_unit(rng)
     names = ("phonon", "noise", "motion", "illumination", "label")
-    return Draws(carbon, gold, particles, lens, {n: int(rng.integers(2**31)) for n in names})
+    return Draws(carbon, gold, particles, lens_unit, {n: int(rng.integers(2**31)) for n in names})
+
+
+def exit_waves(params: SimParams, d: Draws) -> tuple[list, int]:
+    """The exit waves of the drawn sample (one, or one per moving sub-exposure; each
+    ``abtem.Waves`` holds the frozen-phonon configurations) and the number of slices."""
+    if params.motion_frames == 1:
+        waves, n_slices = exit_wave(d.carbon, d.gold, params, phonon_seed=d.seeds["phonon"])
+        return [waves], n_slices
+    frames = motion_frames(d.particles, params, np.random.default_rng(d.seeds["motion"]))
+    return moving_waves(d.carbon, frames, params)
+
+
+def waves_intensity(waves: list, lens: dict[str, float], voltage_kv: float) -> np.ndarray:
+    """Mean image intensity (vacuum = 1) of exit waves through the lens."""
+    total = image_intensity(waves[0], lens, voltage_kv)
+    for w in waves[1:]:
+        total = total + image_intensity(w, lens, voltage_kv)
+    return total if len(waves) == 1 else (total / len(waves)).astype(np.float32)
 
 
 def render_intensity(params: SimParams, d: Draws) -> tuple[np.ndarray, int]:
     """The noise-free image intensity (vacuum = 1) of the drawn sample and lens: one
     multislice, or the mean over moving sub-exposures; and the number of slices."""
-    if params.motion_frames == 1:
-        return exit_wave_intensity(
-            d.carbon, d.gold, params, d.lens, phonon_seed=d.seeds["phonon"]
-        )
-    frames = motion_frames(d.particles, params, np.random.default_rng(d.seeds["motion"]))
-    return moving_intensity(d.carbon, frames, params, d.lens)
+    waves, n_slices = exit_waves(params, d)
+    return waves_intensity(waves, lens_of(params, d.lens_unit), params.voltage_kv), n_slices
 
 
 def label_mask(params: SimParams, d: Draws) -> np.ndarray:
@@ -987,7 +1018,7 @@ def finish_image(
         mask=mask,
         intensity=intensity,
         particles=d.particles,
-        lens=d.lens,
+        lens=lens_of(params, d.lens_unit),
         n_carbon=len(d.carbon),
         n_gold=len(d.gold),
         n_slices=n_slices,
