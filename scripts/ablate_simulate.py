@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("data/ablation/cache"))
     ap.add_argument("--stores", type=Path, default=Path("data/ablation"))
     ap.add_argument("--out", type=Path, help="probe table (CSV) to write")
-    ap.add_argument("--models", default=None, help="the authors' networks (temseg realism's default)")
+    ap.add_argument(
+        "--models", default=None, help="the authors' networks (temseg realism's default)"
+    )
     args = ap.parse_args(argv)
     sim.require_sim(threads=1)
     if args.stage == "render":
