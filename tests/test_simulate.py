@@ -117,7 +117,9 @@ def test_store_labels_follow_the_projected_potential(sim):
     from ase import Atoms
     from scipy import ndimage
 
-    params = sim.sim_params("hr-2.2nm", image_size=192, carbon_thickness_nm=0.0, coverage=0.3)
+    params = sim.sim_params(
+        "hr-2.2nm", v1=True, image_size=192, carbon_thickness_nm=0.0, coverage=0.3
+    )
     _, gold, particles = sim.build_sample(params, np.random.default_rng(4))
     assert particles
     mask = np.zeros((192, 192), dtype=np.uint8)
@@ -159,6 +161,7 @@ def _spot_frequencies(image: np.ndarray, px: float, band: tuple[float, float]) -
 def test_110_zone_axis_shows_111_and_200_within_3_percent(sim):
     params = sim.sim_params(
         "hr-5nm",
+        v1=True,
         image_size=256,
         pixel_size_nm=0.02,
         carbon_thickness_nm=0.0,
@@ -190,7 +193,7 @@ def test_110_zone_axis_shows_111_and_200_within_3_percent(sim):
 
 
 def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
-    params = sim.sim_params("hr-2.2nm", image_size=192, carbon_thickness_nm=1.0)
+    params = sim.sim_params("hr-2.2nm", v1=True, image_size=192, carbon_thickness_nm=1.0)
     a = sim.simulate_image(params, np.random.default_rng([3, 0]))
     b = sim.simulate_image(params, np.random.default_rng([3, 0]))
     c = sim.simulate_image(params, np.random.default_rng([4, 0]))
@@ -209,7 +212,13 @@ def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
     assert a1["content_hash"] == a2["content_hash"]
     assert a1["kind"] == "synthetic"
     simulation = a1["simulation"]
-    assert simulation["carbon_thickness_nm"] == 1.0 and simulation["seed"] == 2
+    assert simulation["carbon_thickness_nm"] == [1.0, 1.0] and simulation["seed"] == 2
+    # the calibrated defaults (docs/physics.md, the ablation), recorded
+    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ideal"
+    assert simulation["zone_axis_fraction"] == 0.0 and simulation["field_margin"] == 0.4
+    assert simulation["coverage"] == 0.022 and simulation["illumination_variation"] == 0.1
+    assert {"zone_axis_fraction", "motion_frames", "detector", "label_style", "field_margin",
+            "illumination_variation", "contamination_per_100nm2"} <= set(simulation)  # fmt: skip
     assert len(simulation["per_image"]) == 3
     assert set(simulation["per_image"][0]["lens"]) >= {"defocus_nm", "aperture_mrad"}
     assert sum(a1["n_patches"].values()) >= 1
@@ -218,3 +227,203 @@ def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
 
     assert main(["info", str(s1)]) == 0
     assert "simulation:     abTEM plane-wave multislice" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- realism knobs
+
+
+def test_camera_noise_and_mtf_are_the_models():
+    """On a flat field every camera keeps the mean; ideal counting leaves Poisson noise
+    (variance N), the Ceta model's variance is N mean(|H|^2) and its noise is blurred."""
+    from temseg.data.detector import CAMERAS, detect, mtf, noise_transfer
+
+    n, electrons = 256, 20.0
+    flat = np.ones((n, n), dtype=np.float32)
+    for name in ("poisson", "ideal", "ceta"):
+        cam = CAMERAS[name]
+        counts = detect(flat, electrons, cam, np.random.default_rng(0), gain=1.0)
+        assert counts.mean() == pytest.approx(electrons, rel=0.01)
+        h = noise_transfer(cam, (n, n))
+        full = np.concatenate([h, h[:, 1:-1][:, ::-1]], axis=1)  # rfft grid -> full grid
+        expected = electrons * float((full**2).mean()) if name != "poisson" else electrons
+        assert counts.var() == pytest.approx(expected, rel=0.05)
+    assert mtf(CAMERAS["ceta"], (64, 64))[0, 32] == pytest.approx(0.103, abs=0.001)
+    assert mtf(CAMERAS["ideal"], (64, 64))[0, 32] == pytest.approx(2 / np.pi)
+    assert (mtf(CAMERAS["poisson"], (64, 64)) == 1).all()
+    # DQE(0) = 0.5: the Ceta's noise at zero frequency is twice Poisson
+    assert noise_transfer(CAMERAS["ceta"], (64, 64))[0, 0] ** 2 == pytest.approx(2.0)
+
+
+def test_camera_name_refused():
+    with pytest.raises(ValueError, match="detector must be one of poisson, ideal, ceta"):
+        sim_params("hr-2.2nm", detector="k3")
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"motion_frames": 0}, "motion_frames must be >= 1"),
+        ({"illumination_variation": 1.5}, "illumination_variation must lie in"),
+        ({"label_style": "freehand"}, "label_style must be one of"),
+        ({"carbon_thickness_nm": (5.0, 2.0)}, "min <= max"),
+        ({"motion_frames": 3, "frozen_phonons": 2}, "cannot be combined"),
+    ],
+)
+def test_bad_knobs_refused(override, match):
+    with pytest.raises(ValueError, match=match):
+        sim_params("hr-2.2nm", **override)
+
+
+SMALL = dict(image_size=192, carbon_thickness_nm=1.0)
+
+
+def _pair(sim, seed=3, **knobs):
+    params = sim.sim_params("hr-2.2nm", v1=True, **{**SMALL, **knobs})
+    a = sim.simulate_image(params, np.random.default_rng([seed, 0]))
+    b = sim.simulate_image(params, np.random.default_rng([seed, 0]))
+    np.testing.assert_array_equal(a.counts, b.counts)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    assert a.record() == b.record()
+    return a
+
+
+def test_version_1_settings_give_the_version_1_image(sim):
+    """The v1 model's bytes (checksums of the first simulator, commit 3ab3992)."""
+    a = _pair(sim)
+    assert float(a.counts.sum()) == 6135180.0 and int(a.mask.sum()) == 5087
+
+
+def test_detector_blurs_and_keeps_the_rendering(sim):
+    base, ceta = _pair(sim), _pair(sim, detector="ceta")
+    np.testing.assert_array_equal(base.intensity, ceta.intensity)
+    np.testing.assert_array_equal(base.mask, ceta.mask)
+
+    def high_over_low(img):
+        p = np.abs(np.fft.rfft2(img - img.mean())) ** 2
+        f = np.hypot(np.fft.fftfreq(img.shape[0])[:, None], np.fft.rfftfreq(img.shape[1]))
+        return p[f > 0.35].mean() / p[(f > 0.02) & (f < 0.1)].mean()
+
+    assert high_over_low(ceta.counts) < 0.3 * high_over_low(base.counts)
+
+
+def test_random_orientation_knob(sim):
+    params = sim.sim_params("hr-2.2nm", v1=True, **SMALL, coverage=0.4, zone_axis_fraction=0.0)
+    _, _, parts = sim.build_sample(params, np.random.default_rng(5))
+    assert parts and all(p.orientation == "random" for p in parts)
+    params = sim.sim_params("hr-2.2nm", v1=True, **SMALL, coverage=0.4, zone_axis_fraction=1.0)
+    _, _, parts = sim.build_sample(params, np.random.default_rng(5))
+    assert parts and not any(p.orientation == "random" for p in parts)
+
+
+def test_motion_averages_away_fringes(sim):
+    """Three sub-exposures with moving particles: less lattice-band power than a still
+    particle, same label; the film-then-particles split itself changes little."""
+    knobs = dict(carbon_thickness_nm=0.0, coverage=0.3, zone_axis_fraction=1.0)
+    still = _pair(sim, seed=1, **knobs)
+    one = _pair(sim, seed=1, motion_frames=2, motion_rotation_deg=0.0, motion_drift_nm=0.0,
+                **knobs)  # fmt: skip
+    moving = _pair(sim, seed=1, motion_frames=3, motion_rotation_deg=4.0, **knobs)
+    np.testing.assert_array_equal(still.mask, moving.mask)
+
+    def band(img):
+        p = np.abs(np.fft.fft2(img - img.mean())) ** 2
+        k = np.hypot(*np.meshgrid(*[np.fft.fftfreq(192, 0.02)] * 2, indexing="ij"))
+        return p[(k > 3.9) & (k < 5.2)].sum()
+
+    assert band(one.intensity) == pytest.approx(band(still.intensity), rel=0.05)
+    assert band(moving.intensity) < 0.8 * band(still.intensity)
+
+
+def test_background_knobs(sim):
+    from temseg.data.sim_background import illumination
+
+    flat = sim.sim_params("hr-2.2nm", v1=True, **{**SMALL, "carbon_thickness_nm": 2.0})
+    rough = sim.sim_params("hr-2.2nm", v1=True, **{**SMALL, "carbon_thickness_nm": (1.0, 3.0)})
+    dirty = sim.sim_params("hr-2.2nm", v1=True, **SMALL, contamination_per_100nm2=20.0)
+    n = {k: len(sim.build_sample(p, np.random.default_rng(2))[0])
+         for k, p in [("flat", flat), ("rough", rough), ("dirty", dirty)]}  # fmt: skip
+    # the 1-3 nm film holds 2 nm on average; contamination adds carbon to a 1 nm film
+    assert n["rough"] == pytest.approx(n["flat"], rel=0.1)
+    thin = sim.sim_params("hr-2.2nm", v1=True, **SMALL)
+    assert n["dirty"] > 1.2 * len(sim.build_sample(thin, np.random.default_rng(2))[0])
+    light = illumination(np.random.default_rng(0), 128, 0.1)
+    np.testing.assert_array_equal(light, illumination(np.random.default_rng(0), 128, 0.1))
+    assert light.mean() == pytest.approx(1.0, abs=1e-6)
+    assert float(light.max() - light.min()) == pytest.approx(0.1, rel=1e-5)
+    lit = _pair(sim, illumination_variation=0.2)
+    base = _pair(sim)
+    assert not np.array_equal(lit.counts, base.counts)
+
+
+def test_polygon_labels_follow_the_footprint(sim):
+    base = _pair(sim)
+    drawn = _pair(sim, label_style="polygon")
+    a, b = base.mask.astype(bool), drawn.mask.astype(bool)
+    assert not np.array_equal(a, b)
+    assert (a & b).sum() / (a | b).sum() > 0.8
+
+
+def test_finishing_a_rendering_equals_simulating_anew(sim):
+    """What scripts/ablate_simulate.py relies on: detector, illumination and labels act
+    after the multislice, so a cached rendering finished under them is the simulation."""
+    p1 = sim.sim_params("hr-2.2nm", v1=True, **SMALL)
+    p2 = sim.sim_params("hr-2.2nm", v1=True, **SMALL, detector="ceta", label_style="polygon",
+                        illumination_variation=0.1)  # fmt: skip
+    d = sim.draw_image(p1, np.random.default_rng([3, 0]))
+    intensity, n_slices = sim.render_intensity(p1, d)
+    finished = sim.finish_image(p2, d, intensity, n_slices)
+    direct = sim.simulate_image(p2, np.random.default_rng([3, 0]))
+    np.testing.assert_array_equal(finished.counts, direct.counts)
+    np.testing.assert_array_equal(finished.mask, direct.mask)
+
+
+def test_field_margin_cuts_particles_at_the_edge(sim):
+    """Real-data area fraction: a particle centred outside the cell is cut there, not
+    wrapped, and its label stops at the edge."""
+    params = sim.sim_params("hr-5nm", v1=True, image_size=256, carbon_thickness_nm=0.0,
+                            coverage=0.022, field_margin=0.4)  # fmt: skip
+    L = 256 * params.pixel_size_nm
+    cut = 0
+    for i in range(12):
+        d = sim.draw_image(params, np.random.default_rng([0, i]))
+        mask = sim.label_mask(params, d)
+        for p in d.particles:
+            xy = p.positions_nm[:, :2]
+            assert ((xy >= 0) & (xy < L)).all()
+            cy, cx = np.array(p.center_yx) * params.pixel_size_nm
+            cut += not (0 <= cy < L and 0 <= cx < L)
+        assert mask.sum() == sum(p.area_px for p in d.particles)
+    assert cut > 0
+    wrapped = sim.footprint_mask(np.array([[0.05, 1.0, 0], [0.3, 1.2, 0], [0.2, 0.8, 0]]),
+                                 image_size=128, pixel_size_nm=0.02)  # fmt: skip
+    clipped = sim.footprint_mask(np.array([[0.05, 1.0, 0], [0.3, 1.2, 0], [0.2, 0.8, 0]]),
+                                 image_size=128, pixel_size_nm=0.02, periodic=False)  # fmt: skip
+    assert wrapped[:, -3:].any() and not clipped[:, -3:].any()
+    assert (clipped <= wrapped).all()
+
+
+def test_version_1_store_still_loads(sim, tmp_path, capsys):
+    """A store written by the first simulator (carbon as one number, no knobs) still loads
+    and `temseg info` describes it."""
+    import zarr
+
+    from temseg.cli import main
+    from temseg.data.store import load_split
+
+    path = sim.make_simulated_store(tmp_path / "old.zarr", preset="hr-2.2nm", images=1,
+                                    seed=2, image_size=192, patch_size=192,
+                                    min_particle_px=50, carbon_thickness_nm=1.0,
+                                    progress=False)  # fmt: skip
+    root = zarr.open_group(path, mode="r+", zarr_format=3)
+    simulation = dict(root.attrs["simulation"])
+    v2_only = set(sim.V1_SETTINGS) | {"carbon_correlation_nm", "contamination_height_nm",
+              "contamination_radius_nm", "motion_rotation_deg", "motion_drift_nm",
+              "label_vertices", "label_jitter_nm", "camera"}  # fmt: skip
+    old = {k: v for k, v in simulation.items() if k not in v2_only}
+    old.update(carbon_thickness_nm=1.0, version=1)
+    root.attrs["simulation"] = old
+    images, masks = load_split(path, "train")
+    assert len(images) == len(masks) >= 1
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "carbon 1 nm" in out and "(v1)" in out and "detector" not in out

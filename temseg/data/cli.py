@@ -10,6 +10,7 @@ ValueError / FileNotFoundError / FileExistsError with a message naming the file,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 PRESET_NAMES = ("hr-2.2nm", "hr-5nm", "hr-10nm", "lr-20nm")  # = temseg.data.synth.PRESETS
@@ -157,6 +158,64 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+SIM_KNOBS = (
+    "carbon_correlation_nm",
+    "contamination_per_100nm2",
+    "illumination_variation",
+    "zone_axis_fraction",
+    "field_margin",
+    "motion_frames",
+    "motion_rotation_deg",
+    "motion_drift_nm",
+    "detector",
+    "label_style",
+    "label_jitter_nm",
+)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float))
+
+
+def _sim_default(name: str) -> str:
+    from temseg.data.simulate import SimParams
+
+    value = {f.name: f.default for f in dataclasses.fields(SimParams)}[name]
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value}"
+
+
+def _add_sim_knobs(p: argparse.ArgumentParser) -> None:
+    """The realism knobs of the multislice model (docs/physics.md, the ablation)."""
+    helps = {
+        "carbon_correlation_nm": (float, "lateral scale of the film's thickness variation"),
+        "contamination_per_100nm2": (float, "contamination patches per 100 nm^2"),
+        "illumination_variation": (float, "peak-to-peak relative illumination variation"),
+        "zone_axis_fraction": (float, "share of particles on a low-index zone axis"),
+        "field_margin": (float, "particles centred up to this many diameters outside, cut"),
+        "motion_frames": (int, "sub-exposures averaged while particles move (1 = still)"),
+        "motion_rotation_deg": (float, "sd of a particle's rotation per sub-exposure"),
+        "motion_drift_nm": (float, "sd of a particle's in-plane shift per sub-exposure"),
+        "detector": (str, "camera class: poisson (v1), ideal (counting), ceta (scintillator CMOS)"),
+        "label_style": (str, "footprint (from the atoms) or polygon (hand-drawn-like)"),
+        "label_jitter_nm": (float, "sd of a polygon click's position per axis"),
+    }
+    p.add_argument(
+        "--v1",
+        action="store_true",
+        help="start from the version 1 model (zone-axis share 0.6, the preset's coverage, "
+        "uncut particles, flat 3 nm film, still particles, poisson detector, footprint "
+        "labels); the flags above still override it",
+    )
+    choices = {"detector": ("poisson", "ideal", "ceta"), "label_style": ("footprint", "polygon")}
+    for name, (kind, text) in helps.items():
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=choices.get(name),
+            help=f"{text} (default {_sim_default(name)})",
+        )
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from temseg.data.simulate import make_simulated_store, require_sim, sim_params
 
@@ -169,10 +228,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         "dose": args.dose,
         "frozen_phonons": args.frozen_phonons,
         "slice_thickness_nm": args.slice_thickness_nm,
+        **{name: getattr(args, name) for name in SIM_KNOBS},
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     try:  # every parameter checked before abTEM is imported or anything written
-        sim_params(args.preset, image_size=args.image_size, **overrides)
+        sim_params(args.preset, image_size=args.image_size, v1=args.v1, **overrides)
     except ValueError as exc:
         msg = str(exc)
         for f in overrides:
@@ -195,6 +255,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=True,
         log=_progress,
+        v1=args.v1,
         **overrides,
     )
     _print_summary(out)
@@ -296,12 +357,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"sources:        {shown}")
     if "simulation" in a:
         g = a["simulation"]
+        carbon = g["carbon_thickness_nm"]  # v1: one number; v2: (min, max)
+        carbon = "-".join(f"{t:g}" for t in sorted({carbon} if _is_number(carbon) else set(carbon)))
+        knobs = ""
+        if g.get("version", 1) >= 2:
+            knobs = (
+                f", zone-axis share {g['zone_axis_fraction']:g}, motion frames "
+                f"{g['motion_frames']}, detector {g['detector']}, labels {g['label_style']}"
+            )
         print(
             f"simulation:     {g.get('method')} (abTEM {g.get('abtem_version')}), "
             f"{g['preset']} seed={g['seed']} images={g['images']} size={g['image_size']} "
-            f"carbon {g['carbon_thickness_nm']:g} nm, dose={g['dose']:g} e/A^2, defocus "
+            f"carbon {carbon} nm, dose={g['dose']:g} e/A^2, defocus "
             f"{g['defocus_nm'][0]:g}..{g['defocus_nm'][1]:g} nm, frozen phonons "
-            f"{g['frozen_phonons']} (v{g['version']})"
+            f"{g['frozen_phonons']}{knobs} (v{g['version']})"
         )
     if "generator" in a:
         g = a["generator"]
@@ -596,7 +665,8 @@ def _add_simulate(sub) -> None:
             "icosahedra; the preset's diameter with 12 %% spread; low-index zone axes or "
             "random orientations) on an amorphous carbon film, run an abTEM plane-wave "
             "multislice at 300 kV, apply a lens drawn per image (defocus, astigmatism, Cs, "
-            "objective aperture, focal spread, convergence), add Poisson noise at the dose, "
+            "objective aperture, focal spread, convergence), record it with a named camera "
+            "(ideal counting, Ceta-like scintillator CMOS, or v1's bare Poisson), "
             "label the particles' projected footprint from their atoms, preprocess like "
             "real files and write a patch store (attribute 'simulation': every parameter "
             "and, per image, everything drawn). Needs the optional extra: "
@@ -615,9 +685,11 @@ def _add_simulate(sub) -> None:
     p.add_argument("--image-size", type=int, default=512, help="image side in px (default 512)")
     p.add_argument(
         "--carbon-thickness-nm",
-        type=float,
-        metavar="T",
-        help="amorphous carbon film thickness in nm (default 3)",
+        type=_range,
+        metavar="MIN,MAX",
+        help="amorphous carbon film thickness in nm; a range makes a film whose thickness "
+        "varies over it on the scale of --carbon-correlation-nm (default "
+        f"{_sim_default('carbon_thickness_nm')})",
     )
     p.add_argument(
         "--defocus-nm",
@@ -631,7 +703,13 @@ def _add_simulate(sub) -> None:
         metavar="MIN,MAX",
         help="objective aperture semiangle range in mrad (default 20,30)",
     )
-    p.add_argument("--coverage", type=float, metavar="F", help="particle area fraction")
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="F",
+        help="particle area fraction (default 0.022, the lab's real 4096 px label; --v1: "
+        "the preset's)",
+    )
     p.add_argument(
         "--pixel-size-nm",
         type=float,
@@ -648,6 +726,7 @@ def _add_simulate(sub) -> None:
     p.add_argument(
         "--slice-thickness-nm", type=float, metavar="DZ", help="multislice slice (default 0.2)"
     )
+    _add_sim_knobs(p)
     p.add_argument("--threads", type=int, default=1, help="numba/FFT threads for abTEM (default 1)")
     add_flat_field_arg(p)
     _add_patch_args(p)

@@ -24,8 +24,28 @@ preset's pixel size:
    Delta of the fast generator (``E_t = exp(-(pi lambda Delta)^2 k^4 / 2)``); abTEM takes the
    1/e width, ``sqrt(2) Delta``. abTEM's angular spread equals the fast generator's
    ``convergence_mrad`` (both give ``E_s = exp(-(alpha/2)^2 |grad chi|^2)``).
-4. detector: Poisson electron counts at the dose (e/A^2 times the pixel area) times a gain
-   of 10 counts per electron; no blur, no illumination gradient, no x-ray spikes.
+4. detector: the electrons per pixel (e/A^2 times the pixel area) recorded by a named
+   camera class (``detector``, :mod:`temseg.data.detector`): ``poisson`` (version 1:
+   Poisson counts times a gain of 10, no blur), ``ideal`` (a counting pixel detector) or
+   ``ceta`` (a scintillator CMOS: MTF, DQE(0) = 0.5, correlated noise); no x-ray spikes.
+
+Version 2 adds what real images have (each a field of :class:`SimParams`, recorded in the
+store; the defaults of a version 1 store are written out in ``V1_SETTINGS``):
+
+- orientation: ``zone_axis_fraction`` of the particles on a zone axis, the rest uniformly
+  random on SO(3);
+- area fraction: ``field_margin`` > 0 centres particles also up to that many diameters
+  outside the cell and cuts them at its edges (no wrap), as a patch cut from a large
+  micrograph cuts them; with ``coverage`` 0.022 and a margin of 0.4 (2 nm) a kept 512 px
+  patch of 5 nm Au holds 9.4 % particle pixels (10/50/90 %: 1.6/7.3/20.7 %), as the lab's
+  real 4096 px label does (8 particles on 2.2 % of the field; kept patches 9.4 %,
+  2.0/6.8/17.3 %);
+- background: a film whose thickness varies over ``carbon_thickness_nm`` = (min, max) on
+  the scale ``carbon_correlation_nm``, contamination patches, non-flat illumination
+  (:mod:`temseg.data.sim_background`);
+- motion: the image is the mean of ``motion_frames`` sub-exposures, each particle turned and
+  shifted a little in each (:func:`moving_waves`);
+- labels: the footprint, or a hand-drawn-like polygon of 10-16 clicks around it.
 
 The label is the particles' projected footprint computed from the atoms, never from the
 image: per particle, the convex hull of its atoms projected along the beam, dilated by the
@@ -66,7 +86,7 @@ from temseg.data.synth import (
     wavelength_nm,
 )
 
-SIM_VERSION = 1
+SIM_VERSION = 2
 SHAPES = ("truncated-octahedron", "decahedron", "icosahedron")
 FCC_ZONES = {"[110]": (1.0, 1.0, 0.0), "[100]": (0.0, 0.0, 1.0), "[111]": (1.0, 1.0, 1.0)}
 AU_ATOM_RADIUS_NM = 0.144  # metallic radius
@@ -76,6 +96,7 @@ AVOGADRO = 6.02214076e23
 # abTEM band-limits the wave to 2/3 of the Nyquist frequency (anti-aliasing aperture)
 ANTIALIAS_FRACTION = 2.0 / 3.0
 SIM_INSTALL_HINT = "pip install 'temseg[sim]' (or: pip install abtem ase)"
+LABEL_STYLES = ("footprint", "polygon")
 
 
 @dataclass(frozen=True)
@@ -91,10 +112,16 @@ class SimParams:
     diameter_sd: float = 0.12  # relative
     shapes: tuple[str, ...] = SHAPES
     shape_weights: tuple[float, ...] = (0.5, 0.3, 0.2)
-    zone_axis_fraction: float = 0.6  # particles on a low-index zone axis, the rest random
+    zone_axis_fraction: float = 0.0  # particles on a low-index zone axis, the rest random
     fcc_zone_weights: tuple[float, float, float] = (0.5, 0.3, 0.2)  # [110], [100], [111]
     particle_gap_nm: float = 0.4  # closest approach of two particles' footprints
-    carbon_thickness_nm: float = 3.0
+    field_margin: float = 0.4  # > 0: particles also centred this many diameters outside, cut
+    carbon_thickness_nm: tuple[float, float] = (3.0, 3.0)  # flat film when min == max
+    carbon_correlation_nm: float = 5.0  # lateral scale of the thickness variation
+    contamination_per_100nm2: float = 0.0  # contamination patches (mean count)
+    contamination_height_nm: tuple[float, float] = (1.0, 4.0)
+    contamination_radius_nm: tuple[float, float] = (1.0, 3.0)
+    illumination_variation: float = 0.1  # peak-to-peak relative, ramp + smooth field
     carbon_density_g_cm3: float = 2.0
     carbon_min_distance_nm: float = 0.14
     voltage_kv: float = 300.0
@@ -112,6 +139,13 @@ class SimParams:
     parametrization: str = "lobato"
     projection: str = "infinite"
     label_atom_radius_nm: float = AU_ATOM_RADIUS_NM
+    motion_frames: int = 1  # sub-exposures averaged; 1 = particles still
+    motion_rotation_deg: float = 1.0  # sd per axis of each frame's rotation of a particle
+    motion_drift_nm: float = 0.05  # sd per axis of each frame's in-plane shift of a particle
+    detector: str = "ideal"  # camera class (temseg.data.detector)
+    label_style: str = "footprint"  # or "polygon": hand-drawn-like
+    label_vertices: tuple[int, int] = (10, 16)  # clicks per polygon, min and max
+    label_jitter_nm: float = 0.1  # sd of each click's position per axis
     version: int = SIM_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +154,20 @@ class SimParams:
         }
 
 
+# the lab's real 4096 px label: 8 particles on 2.2 % of the field
+REAL_COVERAGE = 0.022
+# the version 1 model, written out: every realism knob off (coverage: the preset's)
+V1_SETTINGS = {
+    "zone_axis_fraction": 0.6,
+    "field_margin": 0.0,
+    "carbon_thickness_nm": (3.0, 3.0),
+    "contamination_per_100nm2": 0.0,
+    "illumination_variation": 0.0,
+    "motion_frames": 1,
+    "detector": "poisson",
+    "label_style": "footprint",
+}
+
 RANGES = (
     "defocus_nm",
     "astigmatism_nm",
@@ -127,6 +175,13 @@ RANGES = (
     "aperture_mrad",
     "focal_spread_nm",
     "convergence_mrad",
+)
+# other (min, max) fields; a single number means (v, v)
+PAIRS = (
+    "phonon_sigma_nm",
+    "carbon_thickness_nm",
+    "contamination_height_nm",
+    "contamination_radius_nm",
 )
 
 
@@ -149,9 +204,14 @@ def sim_params(
     preset: str,
     *,
     image_size: int = 512,
+    v1: bool = False,
     **overrides: Any,
 ) -> SimParams:
     """The multislice parameters of a preset with overrides, validated before any work.
+
+    The defaults are the calibrated model (version 2, docs/physics.md "Ablation"), with the
+    real data's area fraction (``REAL_COVERAGE``) instead of the preset's coverage; ``v1``
+    starts from the version 1 model instead (``V1_SETTINGS``, the preset's coverage).
 
     Raises
     ------
@@ -169,12 +229,13 @@ def sim_params(
         "preset": p.name,
         "pixel_size_nm": p.pixel_size_nm,
         "diameter_nm": p.diameter_nm,
-        "coverage": p.coverage,
+        "coverage": p.coverage if v1 else REAL_COVERAGE,
         "dose": p.dose,
+        **(V1_SETTINGS if v1 else {}),
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     fields["image_size"] = int(image_size)
-    for name in RANGES + ("phonon_sigma_nm",):
+    for name in RANGES + PAIRS:
         if name not in fields:
             continue
         value = fields[name]
@@ -185,6 +246,8 @@ def sim_params(
     for name in ("shapes", "shape_weights", "fcc_zone_weights"):
         if name in fields:
             fields[name] = tuple(fields[name])
+    if "label_vertices" in fields:
+        fields["label_vertices"] = tuple(int(v) for v in fields["label_vertices"])
     params = SimParams(**fields)
     _validate(params)
     return params
@@ -203,8 +266,9 @@ def _validate(p: SimParams) -> None:
             f"multislice band limit (2/3 Nyquist) <= {limit:.4f} nm; the simulation is for "
             "high-resolution presets (hr-2.2nm, hr-5nm, hr-10nm)"
         )
-    if not p.carbon_thickness_nm >= 0:
-        raise ValueError(f"carbon_thickness_nm must be >= 0 nm, got {p.carbon_thickness_nm}")
+    if not p.carbon_thickness_nm[0] >= 0:
+        raise ValueError(f"carbon_thickness_nm must be >= 0 nm, got {list(p.carbon_thickness_nm)}")
+    _validate_knobs(p)
     if not p.carbon_density_g_cm3 > 0:
         raise ValueError(f"carbon_density_g_cm3 must be > 0, got {p.carbon_density_g_cm3}")
     if not 0 < p.carbon_min_distance_nm < 0.2:
@@ -246,6 +310,37 @@ def _validate(p: SimParams) -> None:
     for name in ("astigmatism_nm", "cs_mm", "focal_spread_nm", "convergence_mrad"):
         if getattr(p, name)[0] < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(p, name)}")
+
+
+def _validate_knobs(p: SimParams) -> None:
+    """The realism knobs (version 2): background, motion, detector, labels."""
+    from temseg.data.detector import get_camera
+
+    get_camera(p.detector)
+    checks = [
+        (p.carbon_correlation_nm > 0, "carbon_correlation_nm must be > 0"),
+        (p.field_margin >= 0, "field_margin must be >= 0"),
+        (p.contamination_per_100nm2 >= 0, "contamination_per_100nm2 must be >= 0"),
+        (p.contamination_height_nm[0] >= 0, "contamination_height_nm must be >= 0"),
+        (p.contamination_radius_nm[0] > 0, "contamination_radius_nm must be > 0"),
+        (0 <= p.illumination_variation < 1, "illumination_variation must lie in [0, 1)"),
+        (p.motion_frames >= 1, "motion_frames must be >= 1"),
+        (p.motion_rotation_deg >= 0, "motion_rotation_deg must be >= 0"),
+        (p.motion_drift_nm >= 0, "motion_drift_nm must be >= 0"),
+        (
+            p.motion_frames == 1 or p.frozen_phonons == 0,
+            "motion_frames > 1 cannot be combined with frozen_phonons",
+        ),
+        (p.label_style in LABEL_STYLES, f"label_style must be one of {LABEL_STYLES}"),
+        (
+            len(p.label_vertices) == 2 and 3 <= p.label_vertices[0] <= p.label_vertices[1],
+            "label_vertices must be (min, max) with 3 <= min <= max",
+        ),
+        (p.label_jitter_nm >= 0, "label_jitter_nm must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
 
 
 # ----------------------------------------------------------------------------- imports
@@ -456,6 +551,34 @@ def _random_quat(rng: np.random.Generator) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
+def _film(
+    params: SimParams, rng: np.random.Generator, extent_nm: float
+) -> tuple[np.ndarray, Callable[[np.ndarray], float]]:
+    """The carbon film's atoms and its top surface: the highest film point (nm) under
+    given (x, y) points. Flat: one thickness; else a thickness field with contamination
+    (:mod:`temseg.data.sim_background`), atoms carved from a film of its maximum."""
+    from temseg.data.sim_background import carve_film, thickness_at, thickness_field
+
+    lo, hi = params.carbon_thickness_nm
+    kw = dict(
+        density_g_cm3=params.carbon_density_g_cm3, min_distance_nm=params.carbon_min_distance_nm
+    )
+    if lo == hi and params.contamination_per_100nm2 == 0:
+        return carbon_film(rng, extent_nm, lo, **kw), lambda xy: lo
+    field = thickness_field(
+        rng,
+        extent_nm,
+        params.carbon_thickness_nm,
+        correlation_nm=params.carbon_correlation_nm,
+        patches_per_100nm2=params.contamination_per_100nm2,
+        patch_height_nm=params.contamination_height_nm,
+        patch_radius_nm=params.contamination_radius_nm,
+    )
+    box = carbon_film(rng, extent_nm, float(field.max()), **kw)
+    carbon = carve_film(box, field, extent_nm)
+    return carbon, lambda xy: float(thickness_at(field, extent_nm, xy).max())
+
+
 def build_sample(
     params: SimParams, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, list[SimParticle]]:
@@ -470,16 +593,12 @@ def build_sample(
     # carbon and particles draw from their own streams, so a carbon-thickness series with
     # one seed holds the same particles (and, drawn after this, the same lens)
     rng_carbon, rng = (np.random.default_rng(int(s)) for s in rng.integers(2**63, size=2))
-    carbon = carbon_film(
-        rng_carbon,
-        L,
-        params.carbon_thickness_nm,
-        density_g_cm3=params.carbon_density_g_cm3,
-        min_distance_nm=params.carbon_min_distance_nm,
-    )
+    carbon, surface = _film(params, rng_carbon, L)
     r_mean = params.diameter_nm / 2
+    m = params.field_margin * params.diameter_nm
+    W = L + 2 * m  # particles are placed over [-m, L + m) and cut at the cell's edges
     coverage = params.coverage * rng.uniform(0.7, 1.3)
-    n_target = max(1, int(round(coverage * L * L / (math.pi * r_mean**2))))
+    n_target = max(1, int(round(coverage * W * W / (math.pi * r_mean**2))))
     weights = np.asarray(params.shape_weights, dtype=float)
     particles: list[SimParticle] = []
     placed: list[tuple[float, float, float]] = []  # (y, x, outline radius) nm
@@ -490,7 +609,7 @@ def build_sample(
             np.clip(1 + params.diameter_sd * rng.standard_normal(), 0.5, 1.6)
         )
         shape = params.shapes[int(rng.choice(len(params.shapes), p=weights / weights.sum()))]
-        cy, cx = rng.random(2) * L
+        cy, cx = rng.random(2) * W - m
         catalogue = cluster_catalogue(shape, round(1.7 * params.diameter_nm, 2))
         args, n_atoms, d_eq = min(catalogue, key=lambda c: abs(c[2] - target))
         atoms = build_cluster(shape, args)
@@ -498,14 +617,20 @@ def build_sample(
         radius = float(np.linalg.norm(pos[:, :2], axis=1).max()) + params.label_atom_radius_nm
         ok = True
         for py, px_, pr in placed:
-            dy = (cy - py + L / 2) % L - L / 2
-            dx = (cx - px_ + L / 2) % L - L / 2
+            dy = (cy - py + L / 2) % L - L / 2 if m == 0 else cy - py
+            dx = (cx - px_ + L / 2) % L - L / 2 if m == 0 else cx - px_
             if math.hypot(dy, dx) < radius + pr + params.particle_gap_nm:
                 ok = False
                 break
         if not ok or 2 * radius + params.particle_gap_nm > L:
             continue
-        pos = pos + [cx, cy, params.carbon_thickness_nm + 0.25 - pos[:, 2].min()]
+        pos = pos + [cx, cy, 0.0]
+        pos[:, 2] += surface(pos[:, :2]) + 0.25 - pos[:, 2].min()
+        if m > 0:  # the part of the particle inside the cell
+            pos = pos[((pos[:, :2] >= 0) & (pos[:, :2] < L)).all(axis=1)]
+            if len(pos) < 4:
+                continue
+            n_atoms = len(pos)
         placed.append((cy, cx, radius))
         particles.append(
             SimParticle(
@@ -530,6 +655,7 @@ def footprint_mask(
     image_size: int,
     pixel_size_nm: float,
     atom_radius_nm: float = AU_ATOM_RADIUS_NM,
+    periodic: bool = True,
 ) -> np.ndarray:
     """The projected footprint (uint8 0/1, periodic) of one convex cluster's atoms.
 
@@ -538,7 +664,8 @@ def footprint_mask(
     A pixel (centre at ``(i + 0.5) * pixel_size_nm``) belongs to the footprint when it lies
     inside the 2-D convex hull of the atoms' (x, y) or within ``atom_radius_nm`` of one of
     its edges: the hull dilated by a disk of the atomic radius. Coordinates wrap with the
-    period ``image_size * pixel_size_nm``.
+    period ``image_size * pixel_size_nm``; with ``periodic=False`` pixels outside the cell
+    are dropped instead (a particle cut at the cell's edge).
     """
     from scipy.spatial import ConvexHull
 
@@ -562,10 +689,14 @@ def footprint_mask(
         near |= (X - a[0] - t * e[0]) ** 2 + (Y - a[1] - t * e[1]) ** 2 <= r2
     local = inside | near
     mask = np.zeros((image_size, image_size), dtype=np.uint8)
-    rows = np.arange(lo[1], hi[1]) % image_size
-    cols = np.arange(lo[0], hi[0]) % image_size
+    rows = np.arange(lo[1], hi[1])
+    cols = np.arange(lo[0], hi[0])
     ly, lx = np.nonzero(local)
-    mask[rows[ly], cols[lx]] = 1
+    r, c = rows[ly], cols[lx]
+    if not periodic:
+        keep = (r >= 0) & (r < image_size) & (c >= 0) & (c < image_size)
+        r, c = r[keep], c[keep]
+    mask[r % image_size, c % image_size] = 1
     return mask
 
 
@@ -610,11 +741,26 @@ class Simulated:
         }
 
 
+def draw_lens_unit(rng: np.random.Generator) -> dict[str, float]:
+    """One image's lens as uniform variates in [0, 1), one per range and the astigmatism
+    angle; :func:`lens_of` maps them onto a model's ranges (the same numbers as drawing
+    ``rng.uniform(min, max)``, so a lens setting can change without changing the rest)."""
+    return {name: float(rng.random()) for name in (*RANGES, "astigmatism_angle_rad")}
+
+
+def lens_of(params: SimParams, unit: dict[str, float]) -> dict[str, float]:
+    """The lens of uniform variates ``unit`` under ``params``' ranges."""
+    out = {}
+    for name in RANGES:
+        lo, hi = getattr(params, name)
+        out[name] = float(lo + (hi - lo) * unit[name])
+    out["astigmatism_angle_rad"] = float(np.pi * unit["astigmatism_angle_rad"])
+    return out
+
+
 def draw_lens(params: SimParams, rng: np.random.Generator) -> dict[str, float]:
     """One image's lens and coherence, drawn uniformly from the ranges."""
-    out = {name: float(rng.uniform(*getattr(params, name))) for name in RANGES}
-    out["astigmatism_angle_rad"] = float(rng.uniform(0, np.pi))
-    return out
+    return lens_of(params, draw_lens_unit(rng))
 
 
 def abtem_ctf(lens: dict[str, float], voltage_kv: float):
@@ -633,6 +779,29 @@ def abtem_ctf(lens: dict[str, float], voltage_kv: float):
     )
 
 
+def _potential(atoms, params: SimParams, abtem):
+    return abtem.Potential(
+        atoms,
+        gpts=(params.image_size, params.image_size),
+        slice_thickness=10 * params.slice_thickness_nm,
+        parametrization=params.parametrization,
+        projection=params.projection,
+    )
+
+
+def _cell(positions_nm: np.ndarray, symbols: list[str], extent_nm: float, height_nm: float):
+    from ase import Atoms
+
+    atoms = Atoms(
+        symbols,
+        positions=positions_nm * 10.0,  # Angstrom
+        cell=[10 * extent_nm, 10 * extent_nm, 10 * height_nm],
+        pbc=True,
+    )
+    atoms.wrap()
+    return atoms
+
+
 def exit_wave(
     carbon: np.ndarray,
     gold: np.ndarray,
@@ -643,15 +812,15 @@ def exit_wave(
     """Multislice through the atoms: the computed exit wave (``abtem.Waves``, one per
     frozen-phonon configuration) and the number of slices."""
     abtem = require_sim()
-    from ase import Atoms
-
     L = params.image_size * params.pixel_size_nm
-    top = float(gold[:, 2].max()) if len(gold) else params.carbon_thickness_nm
-    height = max(top, params.carbon_thickness_nm) + 0.5
-    positions = np.concatenate([carbon, gold]) * 10.0  # Angstrom
-    symbols = ["C"] * len(carbon) + ["Au"] * len(gold)
-    atoms = Atoms(symbols, positions=positions, cell=[10 * L, 10 * L, 10 * height], pbc=True)
-    atoms.wrap()
+    top = float(gold[:, 2].max()) if len(gold) else 0.0
+    film = max(params.carbon_thickness_nm[1], float(carbon[:, 2].max()) if len(carbon) else 0.0)
+    atoms = _cell(
+        np.concatenate([carbon, gold]),
+        ["C"] * len(carbon) + ["Au"] * len(gold),
+        L,
+        max(top, film) + 0.5,
+    )
     if params.frozen_phonons > 0:
         sample = abtem.FrozenPhonons(
             atoms,
@@ -662,13 +831,7 @@ def exit_wave(
         )
     else:
         sample = atoms
-    potential = abtem.Potential(
-        sample,
-        gpts=(params.image_size, params.image_size),
-        slice_thickness=10 * params.slice_thickness_nm,
-        parametrization=params.parametrization,
-        projection=params.projection,
-    )
+    potential = _potential(sample, params, abtem)
     waves = abtem.PlaneWave(energy=params.voltage_kv * 1e3).multislice(potential)
     return waves.compute(), int(potential.num_slices)
 
@@ -700,6 +863,169 @@ def exit_wave_intensity(
     return image_intensity(waves, lens, params.voltage_kv), n_slices
 
 
+def motion_frames(
+    particles: list[SimParticle], params: SimParams, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Au positions (m, 3) nm of each sub-exposure: every particle turned about its centroid
+    by a rotation vector of normal components (sd ``motion_rotation_deg``) and shifted in
+    x and y (sd ``motion_drift_nm``), independently per frame; the label keeps the mean
+    pose."""
+    from scipy.spatial.transform import Rotation
+
+    sd_rad = math.radians(params.motion_rotation_deg)
+    frames = []
+    for _ in range(params.motion_frames):
+        moved = []
+        for p in particles:
+            centre = p.positions_nm.mean(axis=0)
+            rot = Rotation.from_rotvec(sd_rad * rng.standard_normal(3))
+            shift = np.array([*(params.motion_drift_nm * rng.standard_normal(2)), 0.0])
+            moved.append(rot.apply(p.positions_nm - centre) + centre + shift)
+        frames.append(np.concatenate(moved) if moved else np.zeros((0, 3)))
+    return frames
+
+
+def moving_waves(
+    carbon: np.ndarray, frames: list[np.ndarray], params: SimParams
+) -> tuple[list, int]:
+    """Exit waves of sub-exposures in which the particles move, and the slices computed.
+
+    Notes
+    -----
+    The film is still, so its exit wave is computed once; each frame's particles (which
+    rest on the film) then propagate that wave on through their own slices, starting
+    0.25 nm above their lowest atom. Putting every particle right after the film's top
+    (instead of at its local surface) changes the free-space gap by at most the film's
+    thickness variation, a defocus of a few nm per particle.
+    """
+    abtem = require_sim()
+    L = params.image_size * params.pixel_size_nm
+    film = max(params.carbon_thickness_nm[1], float(carbon[:, 2].max()) if len(carbon) else 0.0)
+    wave = abtem.PlaneWave(energy=params.voltage_kv * 1e3, gpts=params.image_size, extent=10 * L)
+    n_slices = 0
+    if len(carbon):
+        below = _potential(_cell(carbon, ["C"] * len(carbon), L, film), params, abtem)
+        wave, n_slices = wave.multislice(below).compute(), int(below.num_slices)
+    out = []
+    for gold in frames:
+        if not len(gold):
+            out.append(wave.copy())
+            continue
+        z = gold - [0.0, 0.0, float(gold[:, 2].min()) - 0.25]
+        pot = _potential(_cell(z, ["Au"] * len(z), L, float(z[:, 2].max()) + 0.5), params, abtem)
+        out.append(wave.multislice(pot).compute())
+        n_slices += int(pot.num_slices)
+    return out, n_slices
+
+
+@dataclass
+class Draws:
+    """Everything drawn for one image before any multislice (see :func:`draw_image`)."""
+
+    carbon: np.ndarray
+    gold: np.ndarray
+    particles: list[SimParticle]
+    lens_unit: dict[str, float]  # the lens as uniform variates (lens_of)
+    seeds: dict[str, int]  # phonon, noise, motion, illumination, label
+
+
+def draw_image(params: SimParams, rng: np.random.Generator) -> Draws:
+    """The sample, the lens and the seeds of every later draw, in this order: sample, lens,
+    phonons, noise (version 1 drew exactly these), then motion, illumination, label."""
+    carbon, gold, particles = build_sample(params, rng)
+    lens_unit = draw_lens_unit(rng)
+    names = ("phonon", "noise", "motion", "illumination", "label")
+    return Draws(carbon, gold, particles, lens_unit, {n: int(rng.integers(2**31)) for n in names})
+
+
+def exit_waves(params: SimParams, d: Draws) -> tuple[list, int]:
+    """The exit waves of the drawn sample (one, or one per moving sub-exposure; each
+    ``abtem.Waves`` holds the frozen-phonon configurations) and the number of slices."""
+    if params.motion_frames == 1:
+        waves, n_slices = exit_wave(d.carbon, d.gold, params, phonon_seed=d.seeds["phonon"])
+        return [waves], n_slices
+    frames = motion_frames(d.particles, params, np.random.default_rng(d.seeds["motion"]))
+    return moving_waves(d.carbon, frames, params)
+
+
+def waves_intensity(waves: list, lens: dict[str, float], voltage_kv: float) -> np.ndarray:
+    """Mean image intensity (vacuum = 1) of exit waves through the lens."""
+    total = image_intensity(waves[0], lens, voltage_kv)
+    for w in waves[1:]:
+        total = total + image_intensity(w, lens, voltage_kv)
+    return total if len(waves) == 1 else (total / len(waves)).astype(np.float32)
+
+
+def render_intensity(params: SimParams, d: Draws) -> tuple[np.ndarray, int]:
+    """The noise-free image intensity (vacuum = 1) of the drawn sample and lens: one
+    multislice, or the mean over moving sub-exposures; and the number of slices."""
+    waves, n_slices = exit_waves(params, d)
+    return waves_intensity(waves, lens_of(params, d.lens_unit), params.voltage_kv), n_slices
+
+
+def label_mask(params: SimParams, d: Draws) -> np.ndarray:
+    """The label: union of the particles' projected footprints, or of hand-drawn-like
+    polygons around them (``label_style``); sets each particle's ``area_px``."""
+    from temseg.data.sim_background import polygon_label
+
+    rng = np.random.default_rng(d.seeds["label"])
+    mask = np.zeros((params.image_size, params.image_size), dtype=np.uint8)
+    for p in d.particles:
+        m = footprint_mask(
+            p.positions_nm,
+            image_size=params.image_size,
+            pixel_size_nm=params.pixel_size_nm,
+            atom_radius_nm=params.label_atom_radius_nm,
+            periodic=params.field_margin == 0,
+        )
+        if params.label_style == "polygon":
+            m = polygon_label(
+                m,
+                p.center_yx,
+                rng,
+                vertices=params.label_vertices,
+                jitter_px=params.label_jitter_nm / params.pixel_size_nm,
+            )
+        p.area_px = int(m.sum())
+        mask |= m
+    return mask
+
+
+def finish_image(
+    params: SimParams, d: Draws, intensity: np.ndarray, n_slices: int, seconds: float = 0.0
+) -> Simulated:
+    """Label, illumination and detector applied to a rendered intensity. Only these read
+    ``label_*``, ``illumination_variation``, ``detector``, ``dose`` and ``gain``, so one
+    rendering serves every setting of them (same draws, same bytes as simulating anew)."""
+    from temseg.data.detector import detect, get_camera
+    from temseg.data.sim_background import illumination
+
+    t0 = time.perf_counter()
+    mask = label_mask(params, d)
+    lit = intensity
+    if params.illumination_variation > 0:
+        rng = np.random.default_rng(d.seeds["illumination"])
+        lit = intensity * illumination(rng, params.image_size, params.illumination_variation)
+    counts = detect(
+        lit,
+        params.dose * (10.0 * params.pixel_size_nm) ** 2,
+        get_camera(params.detector),
+        np.random.default_rng(d.seeds["noise"]),
+        gain=params.gain,
+    )
+    return Simulated(
+        counts=counts,
+        mask=mask,
+        intensity=intensity,
+        particles=d.particles,
+        lens=lens_of(params, d.lens_unit),
+        n_carbon=len(d.carbon),
+        n_gold=len(d.gold),
+        n_slices=n_slices,
+        seconds=seconds + time.perf_counter() - t0,
+    )
+
+
 def simulate_image(params: SimParams, rng: np.random.Generator) -> Simulated:
     """Simulate one image (raw counts) and its label.
 
@@ -708,43 +1034,19 @@ def simulate_image(params: SimParams, rng: np.random.Generator) -> Simulated:
     params
         The image model (:class:`SimParams`, module docstring).
     rng
-        Source of every random draw: sample, lens, phonons, Poisson noise, in that order.
+        Source of every random draw (:func:`draw_image`).
 
     Returns
     -------
     Simulated
-        ``counts`` = gain * Poisson(intensity * dose * (10 * pixel_size_nm)^2); ``mask`` the
-        particles' projected footprint; ``intensity`` the noise-free image.
+        ``counts`` the detector's raw counts at ``dose * (10 * pixel_size_nm)^2`` electrons
+        per pixel (:mod:`temseg.data.detector`); ``mask`` the label; ``intensity`` the
+        noise-free image before illumination and detector.
     """
     t0 = time.perf_counter()
-    carbon, gold, particles = build_sample(params, rng)
-    lens = draw_lens(params, rng)
-    phonon_seed = int(rng.integers(2**31))
-    noise_seed = int(rng.integers(2**31))
-    mask = np.zeros((params.image_size, params.image_size), dtype=np.uint8)
-    for p in particles:
-        m = footprint_mask(
-            p.positions_nm,
-            image_size=params.image_size,
-            pixel_size_nm=params.pixel_size_nm,
-            atom_radius_nm=params.label_atom_radius_nm,
-        )
-        p.area_px = int(m.sum())
-        mask |= m
-    intensity, n_slices = exit_wave_intensity(carbon, gold, params, lens, phonon_seed=phonon_seed)
-    electrons = np.clip(intensity, 0, None) * (params.dose * (10.0 * params.pixel_size_nm) ** 2)
-    counts = params.gain * np.random.default_rng(noise_seed).poisson(electrons).astype(np.float32)
-    return Simulated(
-        counts=counts.astype(np.float32),
-        mask=mask,
-        intensity=intensity,
-        particles=particles,
-        lens=lens,
-        n_carbon=len(carbon),
-        n_gold=len(gold),
-        n_slices=n_slices,
-        seconds=time.perf_counter() - t0,
-    )
+    d = draw_image(params, rng)
+    intensity, n_slices = render_intensity(params, d)
+    return finish_image(params, d, intensity, n_slices, time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------- stores
@@ -794,6 +1096,7 @@ def make_simulated_store(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    image_source: Callable[[SimParams, int], Simulated] | None = None,
     **overrides: Any,
 ) -> Path:
     """Simulate ``images`` multislice images and write them as a patch store.
@@ -810,6 +1113,10 @@ def make_simulated_store(
     image_size, patch_size, min_particle_px, split_fractions, flat_field
         As for :func:`temseg.data.synth.make_synthetic_store` (default one 512 px patch per
         512 px image; no flat field).
+    image_source
+        ``(params, i) -> Simulated``, by default :func:`simulate_image` with
+        ``default_rng([seed, i])``; a script that renders once and finishes the same
+        draws under several detector / label / illumination settings passes its own.
     overrides
         Any :class:`SimParams` field (``carbon_thickness_nm``, ``defocus_nm``, ``dose``,
         ``frozen_phonons``, ...).
@@ -839,6 +1146,12 @@ def make_simulated_store(
     abtem = require_sim()
     import ase
 
+    from temseg.data.detector import get_camera
+
+    def default_source(p: SimParams, i: int) -> Simulated:
+        return simulate_image(p, np.random.default_rng([seed, i]))
+
+    source = image_source or default_source
     threshold = XRAY_THRESHOLDS["hr"]
     sources = [f"multislice:{preset}:seed{seed}:image{i}" for i in range(images)]
     records: list[dict[str, Any]] = []
@@ -847,7 +1160,7 @@ def make_simulated_store(
     def prepared():
         try:
             for i in range(images):
-                sim = simulate_image(params, np.random.default_rng([seed, i]))
+                sim = source(params, i)
                 records.append(sim.record())
                 std, _ = preprocess(sim.counts, xray_threshold=threshold, flat_field=flat_field)
                 bar.update(sim.seconds)
@@ -864,6 +1177,7 @@ def make_simulated_store(
         "method": "abTEM plane-wave multislice",
         "abtem_version": abtem.__version__,
         "ase_version": ase.__version__,
+        "camera": get_camera(params.detector).to_dict(),
         "per_image": records,  # filled while the images are made, before the write
     }
     path = assemble_store(
