@@ -3,7 +3,8 @@
 Usage::
 
     python scripts/data_seed_intervals.py --tracking-uri sqlite:////tmp/iv/mlruns.db \\
-        --experiments iv-s0 iv-s7 --pool iv-s0 iv-s7 --out docs/validation/data_seed_intervals.csv
+        --experiments iv-s0 iv-s7 --pool iv-s0 iv-s7 --other iv-s1=0.096 iv-s23=0.056 \\
+        --out docs/validation/data_seed_intervals.csv
 
 Each experiment is one data draw (one ``--data-seed`` of the demo, or its low level alone).
 Per experiment and plateau fit: the gain with its interval over training seeds only (the
@@ -63,13 +64,13 @@ def pooled(experiments: list[str], uri: str, n_boot: int) -> dict[str, object]:
     }
 
 
-def contains(table: pd.DataFrame, value: str, lo: str, hi: str) -> list[str]:
-    """Per row: the other experiments whose ``value`` lies in this row's [lo, hi]."""
+def contains(table: pd.DataFrame, others: dict[str, float], lo: str, hi: str) -> list[str]:
+    """Per row: the other data draws (not pooled into it) whose gain lies in its [lo, hi]."""
     return [
         " ".join(
-            o["experiment"]
-            for _, o in table.iterrows()
-            if o["experiment"] != r["experiment"] and r[lo] <= o[value] <= r[hi]
+            name
+            for name, gain in others.items()
+            if name not in r["experiment"].split("+") and r[lo] <= gain <= r[hi]
         )
         for _, r in table.iterrows()
     ]
@@ -88,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="EXPERIMENT",
         help="also one fit pooling these experiments (data draws); repeatable",
     )
+    p.add_argument(
+        "--other",
+        nargs="+",
+        default=[],
+        metavar="NAME=GAIN",
+        help="gains of other data draws measured elsewhere, e.g. s23=0.056",
+    )
     p.add_argument("--out", help="CSV to write")
     args = p.parse_args(argv)
     try:
@@ -97,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data_seed_intervals: {exc}", file=sys.stderr)
         return 2
     table = pd.concat([table, pd.DataFrame(pools)]).reset_index(drop=True)
+    single = table[~table["experiment"].str.contains("+", regex=False)]
+    others = dict(zip(single["experiment"], single["gain"], strict=True))
+    others.update({k: float(v) for k, v in (o.split("=", 1) for o in args.other)})
     for kind in ("", "_new"):
-        table[f"contains_gain{kind}"] = contains(table, "gain", f"gain_lo{kind}", f"gain_hi{kind}")
+        table[f"contains_gain{kind}"] = contains(table, others, f"gain_lo{kind}", f"gain_hi{kind}")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(3).to_string(index=False))
     if args.out:
