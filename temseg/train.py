@@ -418,7 +418,11 @@ def _test(cfg: TrainConfig, workdir: Path, device: torch.device) -> dict[str, fl
     best = best.to(memory_format=torch.channels_last)
     test = Split(cfg.data, "test", device, augment=cfg.augment)
     te = evaluate(
-        best, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision,
+        best,
+        test,
+        batch_size=cfg.batch_size,
+        device=device,
+        precision=cfg.precision,
         per_patch=True,
     )
     write_test_images(workdir / TEST_IMAGES_FILE, cfg.data, te["counts"])

@@ -33,7 +33,8 @@ def test_image_draws_stay_in_their_dataset_and_repeat_with_the_seed():
     b = image_bootstrap.image_weights(strata, 50, np.random.default_rng(3))
     assert np.array_equal(a, b)
     assert (a[:, :3].sum(axis=1) == 3).all() and (a[:, 3:].sum(axis=1) == 2).all()
-    assert not np.array_equal(a, image_bootstrap.image_weights(strata, 50, np.random.default_rng(4)))
+    other = image_bootstrap.image_weights(strata, 50, np.random.default_rng(4))
+    assert not np.array_equal(a, other)
 
 
 def _curve(n_images: int, identical: bool = True, rng: int = 0):

@@ -517,7 +517,8 @@ def fit_plateaus(
     ``trials`` is :func:`temseg.analysis.collect.load_runs` output (finished trials with a
     finite ``metric`` are used). With ``images`` (:func:`temseg.analysis.collect.
     load_test_images`) and the test dice as ``metric``, a group whose every trial has a
-    per-image record gets intervals over seeds and test images (``interval_over``). Columns: the group keys, the :class:`PlateauFit` fields, and
+    per-image record gets intervals over seeds and test images (``interval_over``).
+    Columns: the group keys, the :class:`PlateauFit` fields, and
     the RF columns again in nm (``*_rf_nm*`` = px times the dataset's pixel size).
     """
     need = {
