@@ -355,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     from temseg import sweep_cli
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
+    from temseg.study import cli as study_cli
 
     data_cli.register(sub)
     sweep_cli.register(sub)
     analysis_cli.register(sub)
+    study_cli.register(sub)
     return parser
 
 

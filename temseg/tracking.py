@@ -348,6 +348,7 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
     recommendation = pd.read_csv(rec_csv)
     client = MlflowClient(uri)
     trials = collect.load_runs(experiment, client=client)  # carries best_val_hard_dice
+    data_paths = dict(zip(trials["run_id"], trials["data_path"], strict=True))
     out = []
     for r in recommended_trials(trials, recommendation).to_dict("records"):
         name = registered_model_name(r["dataset"])
@@ -356,11 +357,24 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
             for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
         }
         card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
+        card["flat_field"] = _store_flat_field(data_paths[r["run_id"]])
         version = register_checkpoint(
             uri, r["run_id"], name, pixel_size_nm=float(r["pixel_size_nm"]), card=card
         )
         out.append({**r, "model": name, "version": version})
     return out
+
+
+def _store_flat_field(path: str) -> bool:
+    """Whether the store a network trained on was flat-fielded (segment then applies it too);
+    a store no longer there counts as not (what every store before the option was)."""
+    from temseg.data.preprocess import flat_field_of
+    from temseg.data.store import StoreError, read_attrs
+
+    try:
+        return flat_field_of(read_attrs(path).get("preprocessing"))
+    except (StoreError, OSError):
+        return False
 
 
 def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:
