@@ -219,6 +219,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         truth=args.truth,
         resample=args.resample,
         xray_threshold=args.xray_threshold,
+        flat_field=args.flat_field,
         min_diameter_nm=args.min_diameter_nm,
         tile=args.tile,
         batch_size=args.batch_size,
@@ -339,6 +340,14 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--flat-field",
+        action=argparse.BooleanOptionalAction,
+        help=(
+            "divide out uneven illumination before the network (as ingest --flat-field); "
+            "default: as the network was trained (its registry card), off for the authors'"
+        ),
+    )
     p.set_defaults(func=_cmd_segment)
 
 

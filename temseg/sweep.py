@@ -466,9 +466,10 @@ def trial_table(cfg: SweepConfig, datasets: list[Dataset]) -> list[dict[str, Any
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], file=sys.stdout) -> None:
+def print_table(rows: list[dict[str, Any]], file=None) -> None:
     if not rows:
         return
+    file = file or sys.stdout  # looked up now: a default bound at import goes stale under capture
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols), file=file)

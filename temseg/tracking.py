@@ -365,12 +365,15 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
     return out
 
 
-def _store_flat_field(path: str) -> bool:
+def _store_flat_field(path: Any) -> bool:
     """Whether the store a network trained on was flat-fielded (segment then applies it too);
-    a store no longer there counts as not (what every store before the option was)."""
+    a run without a store path, or a store no longer there, counts as not (what every store
+    before the option was)."""
     from temseg.data.preprocess import flat_field_of
     from temseg.data.store import StoreError, read_attrs
 
+    if not isinstance(path, str) or not path:
+        return False
     try:
         return flat_field_of(read_attrs(path).get("preprocessing"))
     except (StoreError, OSError):

@@ -33,6 +33,12 @@ class SegmentModel:
     kind: str  # "temseg", "mlflow" or "legacy"
     card: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def flat_field(self) -> bool:
+        """Whether the network trained on flat-fielded images (its registry card says so;
+        the authors' networks and checkpoints without a card did not)."""
+        return bool(self.card.get("flat_field", False))
+
     def describe(self) -> str:
         c = self.net.config
         return (

@@ -40,6 +40,7 @@ def segment(
     truth: Sequence[str | os.PathLike] | None = None,
     resample: bool = False,
     xray_threshold: float | None = None,
+    flat_field: bool | None = None,
     min_diameter_nm: float = DEFAULT_MIN_DIAMETER_NM,
     tile: int = DEFAULT_TILE,
     batch_size: int = DEFAULT_BATCH,
@@ -70,6 +71,9 @@ def segment(
         Without it, an image more than 10 % off is refused before anything runs.
     xray_threshold
         T of the x-ray removal; default by regime from the image's pixel size, as ingest.
+    flat_field
+        Divide out uneven illumination (:func:`temseg.data.preprocess.correct_flat_field`)
+        before the network; None (default): as the model was trained (``model.flat_field``).
     min_diameter_nm
         Components of the network's mask with an equivalent-circle diameter below this are
         removed before the mask is written and measured (single-pixel specks in the
@@ -114,6 +118,11 @@ def segment(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     notes: list[str] = []
+    flat = model.flat_field if flat_field is None else flat_field
+    notes.append(
+        f"flat field {'on' if flat else 'off'} "
+        f"({'as the network was trained' if flat_field is None else 'given'})"
+    )
     tables, truth_tables, summaries, overlays = [], [], [], []
     bar = _progress(sum(j.frames for j in jobs), progress)
     try:
@@ -133,7 +142,10 @@ def segment(
             masks = np.zeros(raw.data.shape, np.uint8)
             for f, frame in enumerate(raw.data):
                 std, record = preprocess(
-                    frame, pixel_size_nm=job.pixel_size_nm, xray_threshold=xray_threshold
+                    frame,
+                    pixel_size_nm=job.pixel_size_nm,
+                    xray_threshold=xray_threshold,
+                    flat_field=flat,
                 )
                 if scaled:
                     # x-rays removed at the native sampling, then resampled and standardized
