@@ -3,7 +3,7 @@
 Unevenly lit synthetic micrographs (``--illumination 0.25``: each image's beam intensity
 1 + a_y 2y + a_x 2x + a_b bump with every a drawn in [-0.25, 0.25]) and evenly lit ones
 (``--illumination 0``), same seeds, so the same particles, carbon and lens. Each is segmented
-by ``temseg segment``'s own run (:func:`temseg.segment.segment`, default 1 nm speck removal)
+by ``temseg segment``'s own run (:func:`temseg.segment.segment_images`, 1 nm speck removal)
 without and with ``flat_field``, and scored against the generator's true mask:
 
 - ``fp_bg``: the share of true background pixels marked as particle (false-positive area);
@@ -32,7 +32,7 @@ import pandas as pd
 
 from temseg.data.readers import read_mask, read_raw
 from temseg.data.synth import generator_params, render_image, write_micrograph
-from temseg.segment import load_model, segment
+from temseg.segment import SegmentOptions, load_model, segment_images
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 AUTHORS_PX = 0.02152
@@ -72,8 +72,10 @@ def run_model(name, model, preset, contrast, args, tmp: Path) -> list[dict]:
             corner = darkest_quarter(params, args.seed, index)
             truth = read_mask(paths["mask"])[0]
             for flat in (False, True):
-                out = segment([paths["image"]], model=model, out=tmp / "seg", flat_field=flat,
-                              overwrite=True, progress=False, log=lambda m: None)
+                out = segment_images(
+                    [paths["image"]], model, tmp / "seg", options=SegmentOptions(flat_field=flat),
+                    overwrite=True, progress=False, log=lambda m: None,
+                ).out
                 pred = read_raw(out / f"{stem.name}_mask.tif").data[0] > 0
                 rows.append({"network": name, "illumination": illum, "image": index,
                              "flat_field": flat, **score(pred, truth, corner)})

@@ -188,12 +188,16 @@ def _register_import_legacy(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from temseg.segment import load_model, segment
+    from temseg.segment import SegmentOptions, choose_auto, load_models, segment_images
+    from temseg.segment.registry import auto_candidates
 
-    if args.tile < 1 or args.batch_size < 1:
-        raise ValueError(
-            f"--tile and --batch-size must be >= 1 (got {args.tile}, {args.batch_size})"
-        )
+    options = SegmentOptions(
+        pixel_size_nm=args.pixel_size_nm, resample=args.resample,
+        xray_threshold=args.xray_threshold, min_diameter_nm=args.min_diameter_nm,
+        tile=args.tile, batch_size=args.batch_size, split=args.split,
+        n_boot=args.bootstrap, seed=args.seed, flat_field=args.flat_field,
+    )  # fmt: skip
+    options.check()
     if args.device == "auto":
         import torch
 
@@ -205,33 +209,35 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
             if not torch.cuda.is_available():
                 raise ValueError("--device cuda: torch sees no CUDA device")
-    model = load_model(
-        args.model,
+    auto = args.model == ["auto"]
+    if "auto" in args.model and not auto:
+        raise ValueError("--model auto chooses one registered model; give it alone")
+    specs = auto_candidates(args.tracking_uri) if auto else args.model
+    models = load_models(
+        specs,
         model_pixel_size_nm=args.model_pixel_size_nm,
         tracking_uri=args.tracking_uri,
         device=device,
+        same_pixel_size=not auto,
     )
-    out = segment(
+    if auto:
+        models = [choose_auto(args.images, models, options)]
+    result = segment_images(
         args.images,
-        model=model,
-        out=args.out,
-        pixel_size_nm=args.pixel_size_nm,
+        models,
+        args.out,
+        options=options,
         truth=args.truth,
-        resample=args.resample,
-        xray_threshold=args.xray_threshold,
-        flat_field=args.flat_field,
-        min_diameter_nm=args.min_diameter_nm,
-        tile=args.tile,
-        batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    print(out / "index.html")
+    print(result.out / "index.html")
     return 0
 
 
 def _register_segment(sub: argparse._SubParsersAction) -> None:
     from temseg.segment import DEFAULT_BATCH, DEFAULT_MIN_DIAMETER_NM, DEFAULT_TILE
+    from temseg.segment.sizes import DEFAULT_BOOT
 
     p = sub.add_parser(
         "segment",
@@ -245,12 +251,20 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
             "seams). Writes into OUT: <name>_mask.tif (uint8 0/1, the image's shape), "
             "particles.csv (one row per 8-connected particle: area, equivalent-circle "
             "diameter, max Feret diameter, circularity, centroid in nm, touches_border), "
-            "summary.csv (per image and frame: count, mean/median/sd diameter of particles not "
-            "touching the border; with --truth also dice, count and size errors), an overlay "
-            "PNG per image, sizes.png and index.html. Everything is written to a temporary "
-            "folder and renamed at the end; on any error nothing is left. An image whose pixel "
-            "size differs more than 10%% from the model's training data is refused (exit 2) "
-            "unless --resample."
+            "summary.csv (per image and frame, and pooled as 'all': counts; number- and "
+            "volume-weighted D10/D50/D90 and mean of the equivalent and Feret diameters of "
+            "particles not touching the border, each with a 95%% bootstrap interval, e.g. "
+            "d50_nm, d50_lo_nm, d50_hi_nm; particles needed for +-5%%; the contrast score and "
+            "in_domain of the domain guard; with --truth also dice, D50 bias, KS distance and "
+            "count error with intervals), sizes.csv (every statistic in long format, pooled "
+            "also with an interval over images), overlays (reduced and full resolution), "
+            "sizes.png and index.html. Several --model values segment with their ensemble (mean "
+            "probability); the intervals then include the spread between the networks. "
+            "Everything is written to a temporary folder and renamed at the end; on any error "
+            "nothing is left. An image whose pixel size differs more than 10%% from the "
+            "model's, or images whose pixel sizes differ from each other, are refused (exit 2) "
+            "unless --resample; so are an empty image and an ensemble trained at different "
+            "pixel sizes."
         ),
         epilog=(
             "examples:\n"
@@ -258,7 +272,11 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
             "--out seg/\n"
             "  temseg segment *.tif --pixel-size-nm 0.02 --model runs/best.pt --out seg/\n"
             "  temseg segment img.emd --model 20210922_UNet_b2_m88_run5_model.h5 "
-            "--model-pixel-size-nm 0.02152 --out seg/"
+            "--model-pixel-size-nm 0.02152 --out seg/\n"
+            "  temseg segment *.tif --model models:/temseg-hr-2.2nm-c0.090-s0@seeds --split "
+            "--out seg/   # every seed: an ensemble\n"
+            "  temseg segment scan.tif --model auto --tracking-uri sqlite:///$PWD/mlruns.db "
+            "--out seg/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -266,10 +284,15 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         required=True,
+        nargs="+",
+        metavar="MODEL",
         help=(
             "a temseg checkpoint (best.pt, or its folder), an MLflow URI (runs:/<run_id>/"
             "checkpoint/best.pt, models:/<name>@<alias>, models:/<name>/<version>), or one of "
-            "the paper authors' .h5 checkpoints (read without executing code)"
+            "the paper authors' .h5 checkpoints (read without executing code); several: their "
+            "ensemble; models:/<name>@seeds: every seed of a registered model's recommended "
+            "network; auto: among the registered models of --tracking-uri, the one trained "
+            "nearest the images' contrast at their pixel size"
         ),
     )
     p.add_argument("--out", required=True, help="folder to create for the results")
@@ -315,6 +338,21 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
             f"writing and measuring (default {DEFAULT_MIN_DIAMETER_NM:g}; 0 keeps every "
             "component): isolated pixels of the background are not particles"
         ),
+    )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="split touching particles (watershed of the distance transform) before measuring",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_BOOT,
+        metavar="B",
+        help=f"bootstrap replicates of the 95%% intervals (default {DEFAULT_BOOT}, >= 100)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap (same seed, same intervals)"
     )
     p.add_argument(
         "--tile",

@@ -358,9 +358,32 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
         }
         card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
         card["flat_field"] = _store_flat_field(data_paths[r["run_id"]])
+        # issue 24 (segment's domain guard, seed ensembles): the training store's contrast
+        # score travels with the model, and every seed of the recommended network becomes a
+        # version with alias seed-<seed> (the recommended one too); `recommended` stays the
+        # best by validation. `temseg segment --model models:/<name>@seeds` uses them all.
+        seeds = trials[
+            (trials["status"] == "FINISHED")
+            & (trials["dataset"] == r["dataset"])
+            & (trials[["num_blocks", "pools", "dilations"]] == [r["num_blocks"], r["pools"],
+                                                                r["dilations"]]).all(axis=1)
+        ].sort_values("seed")  # fmt: skip
+        contrast = float(seeds["contrast"].iloc[0]) if "contrast" in seeds else float("nan")
+        if contrast == contrast:
+            card["contrast"] = contrast
         version = register_checkpoint(
             uri, r["run_id"], name, pixel_size_nm=float(r["pixel_size_nm"]), card=card
         )
+        for s in seeds.itertuples(index=False):
+            alias = f"seed-{int(s.seed)}"
+            if s.run_id == r["run_id"]:
+                MlflowClient(uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
+                continue
+            seed_card = {**card, "seed": int(s.seed), "reason": "a seed of the recommended network"}
+            register_checkpoint(
+                uri, s.run_id, name, pixel_size_nm=float(r["pixel_size_nm"]), card=seed_card,
+                alias=alias,
+            )  # fmt: skip
         out.append({**r, "model": name, "version": version})
     return out
 

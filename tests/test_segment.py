@@ -164,8 +164,8 @@ def test_segment_writes_masks_tables_and_report(tmp_path, checkpoint):
     assert main(args + ["--truth", str(truth)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == [
-        "img_mask.tif", "img_overlay.png", "index.html", "particles.csv", "sizes.png",
-        "summary.csv",
+        "img_mask.tif", "img_overlay.png", "img_overlay_full.png", "index.html",
+        "particles.csv", "sizes.csv", "sizes.png", "summary.csv",
     ]  # fmt: skip
     mask = read_mask(out / "img_mask.tif")[0]
     std, _ = preprocess(read_raw(image).data[0], pixel_size_nm=0.02)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+MIXED_RTOL = 0.01  # images pooled into one size distribution share a pixel size within 1 %
 PIXEL_SIZE_RTOL = 0.10  # refuse images whose pixel size differs more from the model's
 
 
@@ -22,6 +23,15 @@ class ImageJob:
     shape: tuple[int, int]
     pixel_size_nm: float
     truth: Path | None = None
+
+
+def _refuse_empty(path: Path, data: np.ndarray) -> None:
+    """An image without pixels, or one value everywhere, has nothing to segment."""
+    if data.size == 0:
+        raise ValueError(f"{path}: empty image (no pixels, shape {data.shape}): nothing to segment")
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    if not lo < hi:
+        raise ValueError(f"{path}: empty image (every pixel is {lo:g}): nothing to segment")
 
 
 def check_images(
@@ -56,6 +66,14 @@ def check_images(
             raise ReadError(
                 f"{path}: the file carries no pixel size; give --pixel-size-nm (the model was "
                 f"trained at {model_pixel_size_nm:g} nm/px)"
+            )
+        _refuse_empty(path, raw.data)
+        first = jobs[0] if jobs else None
+        if first and not resample and abs(px - first.pixel_size_nm) > MIXED_RTOL * px:
+            raise ValueError(
+                f"{path}: pixel size {px:g} nm differs from {first.path.name}'s "
+                f"{first.pixel_size_nm:g} nm: sizes pooled over images would mix scales; pass "
+                "--resample to put every image on the model's pixel size, or segment them apart"
             )
         off = abs(px - model_pixel_size_nm) / model_pixel_size_nm
         if off > PIXEL_SIZE_RTOL and not resample:

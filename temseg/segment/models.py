@@ -32,6 +32,7 @@ class SegmentModel:
     source: str
     kind: str  # "temseg", "mlflow" or "legacy"
     card: dict[str, Any] = field(default_factory=dict)
+    contrast: float | None = None  # contrast score of the training store (temseg.data.contrast)
 
     @property
     def flat_field(self) -> bool:
@@ -41,15 +42,25 @@ class SegmentModel:
 
     def describe(self) -> str:
         c = self.net.config
+        trained = "" if self.contrast is None else f", training contrast {self.contrast:.3g}"
         return (
             f"{self.source} ({self.kind}): N={c.num_blocks} pools {format_seq(c.pools)} "
             f"dilations {format_seq(c.dilations)}, RF {c.rf_px} px, trained at "
-            f"{self.pixel_size_nm:g} nm/px"
+            f"{self.pixel_size_nm:g} nm/px{trained}"
         )
 
 
 def _is_mlflow_uri(spec: str) -> bool:
     return spec.startswith(("runs:/", "models:/"))
+
+
+def resolve_uri(tracking_uri: str | None) -> str:
+    """The MLflow store: ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the project's."""
+    from temseg.analysis import collect
+
+    return collect._check_uri(
+        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or collect.default_tracking_uri()
+    )
 
 
 def _download_mlflow(spec: str, tracking_uri: str | None, dst: Path) -> tuple[Path, dict]:
@@ -63,9 +74,7 @@ def _download_mlflow(spec: str, tracking_uri: str | None, dst: Path) -> tuple[Pa
 
     from temseg.analysis import collect
 
-    uri = collect._check_uri(
-        tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or collect.default_tracking_uri()
-    )
+    uri = resolve_uri(tracking_uri)
     tags: dict = {}
     try:
         source = spec
@@ -113,19 +122,21 @@ def _checkpoint_in(folder: Path) -> Path:
     )
 
 
-def _carried_pixel_size(config: dict, card: dict) -> float | None:
-    """Pixel size a temseg checkpoint carries: its config, its model card, or its store."""
+def _carried(config: dict, card: dict, key: str) -> float | None:
+    """``pixel_size_nm`` or ``contrast`` a temseg checkpoint carries: its config, its model
+    card, or the attributes of the store it was trained on, if that is still there."""
     for source in (config, card):
-        if source.get("pixel_size_nm") is not None:
-            return float(source["pixel_size_nm"])
+        if source.get(key) is not None:
+            return float(source[key])
     data = config.get("data")
     if data and Path(data).exists():
         from temseg.data.store import StoreError, read_attrs
 
         try:
-            return float(read_attrs(data)["pixel_size_nm"])
+            value = read_attrs(data)[key]
         except (StoreError, KeyError, OSError):
             return None
+        return None if value is None else float(value)
     return None
 
 
@@ -181,8 +192,9 @@ def load_model(
             path = _checkpoint_in(path)
         elif (path.parent / MODEL_CARD).is_file():
             card = json.loads((path.parent / MODEL_CARD).read_text())
-        if tags.get("temseg.pixel_size_nm") and "pixel_size_nm" not in card:
-            card["pixel_size_nm"] = float(tags["temseg.pixel_size_nm"])
+        for key in ("pixel_size_nm", "contrast"):
+            if tags.get(f"temseg.{key}") and key not in card:
+                card[key] = float(tags[f"temseg.{key}"])
         try:
             net, config = load_checkpoint(path)
         except ValueError as exc:
@@ -206,7 +218,7 @@ def load_model(
             )
         pixel = float(model_pixel_size_nm)
     else:
-        carried = _carried_pixel_size(config, card)
+        carried = _carried(config, card, "pixel_size_nm")
         if carried is None and model_pixel_size_nm is None:
             raise ValueError(
                 f"--model {spec}: the checkpoint carries no pixel size (no pixel_size_nm in "
@@ -225,4 +237,5 @@ def load_model(
         pixel = carried if carried is not None else float(model_pixel_size_nm)
     # channels-last is what makes these 4-to-64-channel convolutions fast on CPUs (SPEC.md 5)
     net = net.to(device).to(memory_format=torch.channels_last).eval()
-    return SegmentModel(net, pixel, str(spec), kind, card)
+    contrast = None if kind == "legacy" else _carried(config, card, "contrast")
+    return SegmentModel(net, pixel, str(spec), kind, card, contrast)

@@ -1,5 +1,16 @@
-"""``temseg segment``'s run: images -> preprocessing -> tiled network -> masks, particle
-tables and the page, written to a temporary folder and renamed at the end."""
+"""``temseg segment``'s run: images -> preprocessing -> networks (one, or a seed ensemble) on
+seamless tiles -> masks, particle tables, size statistics and the page, written to a
+temporary folder and renamed at the end.
+
+The Python entry point is :func:`segment_images`; :func:`choose_auto` picks, for
+``--model auto``, the registered network trained nearest the images' contrast.
+
+Ensemble. Each network gives a particle probability per pixel, ``sigmoid(logit_particle -
+logit_background)``; the ensemble's mask is their mean above 0.5 (one network: its own
+argmax, exactly). Each particle of that mask is also measured in every network's own mask
+(:func:`temseg.particles.member_sizes`); that between-network spread enters the size
+intervals (:mod:`temseg.segment.sizes`).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +19,314 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from temseg.segment.images import back_to, check_images, resample_to
+from temseg.segment import guard
+from temseg.segment.images import ImageJob, back_to, check_images, resample_to
 from temseg.segment.models import SegmentModel
-from temseg.segment.page import write_histogram, write_index, write_overlay
 from temseg.segment.predict import DEFAULT_BATCH, DEFAULT_TILE, predict_tiled
+from temseg.segment.sizes import DEFAULT_BOOT
 
 DEFAULT_MIN_DIAMETER_NM = 1.0  # specks below this are not particles (Au NPs of 2-20 nm)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How images are read and segmented (the command's options; defaults are its own)."""
+
+    pixel_size_nm: float | None = None
+    resample: bool = False
+    xray_threshold: float | None = None
+    min_diameter_nm: float = DEFAULT_MIN_DIAMETER_NM
+    tile: int = DEFAULT_TILE
+    batch_size: int = DEFAULT_BATCH
+    split: bool = False
+    n_boot: int = DEFAULT_BOOT
+    seed: int = 0
+    flat_field: bool | None = None  # None: as the networks were trained (SegmentModel)
+
+    def flat_field_for(self, models: Sequence[SegmentModel]) -> bool:
+        """Whether to flat-field: the option, else what the networks trained with (they must
+        agree: an ensemble of networks trained with and without it has no one input)."""
+        if self.flat_field is not None:
+            return self.flat_field
+        trained = {m.flat_field for m in models}
+        if len(trained) > 1:
+            raise ValueError(
+                "the networks were trained with and without flat-field correction: give "
+                "--flat-field or --no-flat-field"
+            )
+        return trained.pop()
+
+    def check(self) -> None:
+        """Refuse a bad value with the option's name, before anything runs."""
+        if self.tile < 1:
+            raise ValueError(f"--tile must be >= 1 px, got {self.tile}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.min_diameter_nm >= 0:
+            raise ValueError(f"--min-diameter-nm must be >= 0 nm, got {self.min_diameter_nm}")
+        if self.xray_threshold is not None and not self.xray_threshold > 0:
+            raise ValueError(f"--xray-threshold must be > 0 raw counts, got {self.xray_threshold}")
+        if self.n_boot < 100:
+            raise ValueError(f"--bootstrap must be >= 100 replicates, got {self.n_boot}")
+
+
+@dataclass
+class Frame:
+    """One segmented frame: its mask, particles and what the guard measured."""
+
+    std: np.ndarray  # the standardized image (the overlay's background)
+    mask: np.ndarray
+    labels: np.ndarray  # the particles' label image (touching ones split with --split)
+    table: pd.DataFrame  # temseg.particles.PARTICLE_COLUMNS
+    members_d: np.ndarray  # (particles, networks) equivalent diameter in each network, nm
+    members_f: np.ndarray  # the same for the max Feret diameter
+    removed: int
+    contrast: float
+    xray_replaced: int
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment_images` wrote into ``out``, also as tables."""
+
+    out: Path
+    summary: pd.DataFrame  # summary.csv: one row per image and frame, then "all"
+    sizes: pd.DataFrame  # sizes.csv: every statistic with its interval, long format
+    particles: pd.DataFrame  # particles.csv
+    notes: list[str] = field(default_factory=list)
+
+
+def predict_ensemble(
+    models: Sequence[SegmentModel], image: np.ndarray, *, tile: int, batch_size: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ensemble's mask (mean probability > 0.5) and each network's own mask."""
+    logits = [
+        predict_tiled(m.net, image, tile=tile, batch_size=batch_size, logits=True) for m in models
+    ]
+    members = [(z > 0).astype(np.uint8) for z in logits]
+    if len(models) == 1:
+        return members[0], members
+    mean = np.mean([1.0 / (1.0 + np.exp(-z.astype(np.float64))) for z in logits], axis=0)
+    return (mean > 0.5).astype(np.uint8), members
+
+
+def _segment_frame(
+    frame: np.ndarray, job: ImageJob, models: Sequence[SegmentModel], opts: SegmentOptions, f: int
+) -> Frame:
+    from temseg import particles as pt
+    from temseg.data.preprocess import preprocess, standardize
+
+    std, record = preprocess(
+        frame,
+        pixel_size_nm=job.pixel_size_nm,
+        xray_threshold=opts.xray_threshold,
+        flat_field=opts.flat_field_for(models),
+    )
+    factor = job.pixel_size_nm / models[0].pixel_size_nm
+    scaled = opts.resample and abs(factor - 1) > 1e-6
+    # x-rays removed at the native sampling, then resampled and standardized again
+    # (interpolation narrows the spread when shrinking)
+    net_in = standardize(resample_to(std, factor, order=1)) if scaled else std
+    mask, members = predict_ensemble(models, net_in, tile=opts.tile, batch_size=opts.batch_size)
+    contrast = guard.image_contrast(net_in, mask)
+    if scaled:
+        mask, members = back_to(mask, frame.shape), [back_to(m, frame.shape) for m in members]
+    mask, removed = pt.remove_specks(mask, job.pixel_size_nm, opts.min_diameter_nm)
+    labels = pt.split_touching(mask) if opts.split else pt.label_particles(mask)
+    table = pt.particle_table(mask, job.pixel_size_nm, image=job.name, frame=f, labels=labels)
+    d, fer = pt.member_sizes(labels, members, job.pixel_size_nm)
+    rows = table["label"].to_numpy(int) - 1
+    d, fer = d[rows], fer[rows]
+    # a network without the particle adds no size spread for it: its own size stands in
+    d = np.where(np.isnan(d), table["diameter_nm"].to_numpy()[:, None], d)
+    fer = np.where(np.isnan(fer), table["feret_max_nm"].to_numpy()[:, None], fer)
+    return Frame(std, mask, labels, table, d, fer, removed, contrast, record["xray_replaced"])
+
+
+def _prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    out = Path(out).absolute()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    return out
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    if out.exists():  # overwrite: swap, then drop the old folder
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / "x")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def segment_images(
+    images: Sequence[str | os.PathLike],
+    models: SegmentModel | Sequence[SegmentModel],
+    out: str | os.PathLike,
+    *,
+    options: SegmentOptions = SegmentOptions(),
+    truth: Sequence[str | os.PathLike] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SegmentResult:
+    """Segment micrographs and write masks, particle tables, size statistics and a page.
+
+    Parameters
+    ----------
+    images
+        Files ``temseg ingest`` reads (.dm3, .dm4, .ser, .emd, TIFF, PNG, .npy); a 3-D stack
+        is segmented frame by frame.
+    models
+        One network or several (a seed ensemble: :func:`temseg.segment.registry.load_models`),
+        all trained at one pixel size.
+    out
+        Folder to create (refused if it exists, unless ``overwrite``). Everything is written
+        to a temporary sibling first and renamed at the end: a failure leaves nothing.
+    options
+        :class:`SegmentOptions`: pixel size override, ``resample`` (images whose pixel size
+        differs from the models' are otherwise refused when > 10 % off, and images that
+        differ from each other by > 1 %), x-ray threshold, ``min_diameter_nm`` (smaller
+        components are removed: ``removed_specks``), tiles, ``split`` (touching particles,
+        :func:`temseg.particles.split_touching`), bootstrap replicates and seed.
+    truth
+        One binary mask per image (same frames and shape): adds dice, count and size errors
+        with intervals (:mod:`temseg.segment.truth`).
+
+    Returns
+    -------
+    SegmentResult
+        ``out`` holds ``<name>_mask.tif`` per image (uint8 0/1, the image's shape, ImageJ
+        calibration), ``particles.csv``, ``summary.csv``, ``sizes.csv``,
+        ``<name>_overlay.png`` (at most 1024 px a side) and ``<name>_overlay_full.png``,
+        ``sizes.png`` and ``index.html``.
+    """
+    from temseg.data.readers import read_mask, read_raw, write_calibrated_tiff
+    from temseg.segment import tables
+    from temseg.segment.page import write_page
+
+    models = [models] if isinstance(models, SegmentModel) else list(models)
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = _prepare_out(out, overwrite)
+    options.check()
+    px_model = models[0].pixel_size_nm
+    jobs = check_images(
+        images, truth, pixel_size_nm=options.pixel_size_nm, model_pixel_size_nm=px_model,
+        resample=options.resample,
+    )  # fmt: skip
+    for m in models:
+        say(f"model: {m.describe()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    flat = options.flat_field_for(models)
+    notes = [
+        f"flat field {'on' if flat else 'off'} "
+        f"({'as the network was trained' if options.flat_field is None else 'given'})"
+    ]
+    bar = _progress(sum(j.frames for j in jobs), progress)
+    try:
+        collected = []
+        for n, job in enumerate(jobs, 1):
+            raw = read_raw(job.path)
+            true = read_mask(job.truth) if job.truth else None
+            scaled = options.resample and abs(job.pixel_size_nm / px_model - 1) > 1e-6
+            if scaled:
+                msg = (
+                    f"{job.path.name}: resampled from {job.pixel_size_nm:g} to {px_model:g} "
+                    "nm/px (scikit-image) for the network; mask resampled back to the image's size"
+                )
+                notes.append(msg)
+                say(msg)
+            masks = np.zeros(raw.data.shape, np.uint8)
+            for f, frame in enumerate(raw.data):
+                fr = _segment_frame(frame, job, models, options, f)
+                masks[f] = fr.mask
+                ok = guard.in_domain(
+                    fr.contrast, px_model if scaled else job.pixel_size_nm,
+                    [m.contrast for m in models], px_model,
+                )  # fmt: skip
+                if ok == 0.0:
+                    msg = guard.warning(f"{job.name}[{f}]", fr.contrast, job.pixel_size_nm, models)
+                    notes.append(msg)
+                    say(msg)
+                collected.append((job, f, scaled, fr, ok, None if true is None else true[f]))
+                if bar is not None:
+                    bar.update(1)
+            write_calibrated_tiff(
+                tmp / f"{job.name}_mask.tif", masks[0] if raw.data.shape[0] == 1 else masks,
+                job.pixel_size_nm,
+            )  # fmt: skip
+            if bar is None and progress:
+                say(f"segment: {n}/{len(jobs)} {job.path.name} ({job.frames} frame(s))")
+        result = tables.build(collected, len(models), options, with_truth=bool(truth))
+        result = SegmentResult(tmp, *result, notes=notes)
+        if any(j.frames > 1 for j in jobs):
+            notes.append("stacks: the overlays show frame 0; every frame is in the tables")
+        write_page(tmp, result, models, collected)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    result.out = out
+    return result
+
+
+def choose_auto(
+    images: Sequence[str | os.PathLike],
+    candidates: Sequence[SegmentModel],
+    options: SegmentOptions = SegmentOptions(),
+    log: Callable[[str], None] | None = None,
+) -> SegmentModel:
+    """``--model auto``: the candidate trained nearest the images' contrast at their pixel
+    size.
+
+    Candidates trained at a pixel size within 10 % of the images' (all of them with
+    ``resample``) each segment the first frame of every image; the image's contrast score is
+    measured with that candidate's own mask, and the candidate with the smallest mean
+    ``|ln(contrast / training contrast)|`` over the images wins (ties: the first name).
+    """
+    from temseg.data.readers import read_raw
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    scores = []
+    for model in candidates:
+        jobs = None
+        try:
+            jobs = check_images(
+                images, None, pixel_size_nm=options.pixel_size_nm,
+                model_pixel_size_nm=model.pixel_size_nm, resample=options.resample,
+            )  # fmt: skip
+        except ValueError:
+            pass  # another pixel size: not a candidate
+        if jobs is None or model.contrast is None:
+            continue
+        dist = []
+        for job in jobs:
+            fr = _segment_frame(read_raw(job.path).data[0], job, [model], options, 0)
+            dist.append(guard.contrast_distance(fr.contrast, model.contrast))
+        scores.append((float(np.mean(dist)), model))
+        say(
+            f"auto: {model.source}: training contrast {model.contrast:.3g}, mean |ln ratio| {scores[-1][0]:.3f}"
+        )
+    if not scores:
+        raise ValueError(
+            "--model auto: no registered model with a known training contrast was trained at "
+            "the images' pixel size: "
+            + ", ".join(f"{m.source} ({m.pixel_size_nm:g} nm/px)" for m in candidates)
+        )
+    best = min(scores, key=lambda s: s[0])[1]
+    say(f"auto: chose {best.source}")
+    return best
 
 
 def _progress(total: int, enabled: bool):
@@ -29,196 +338,3 @@ def _progress(total: int, enabled: bool):
     except ImportError:
         return None
     return tqdm(total=total, unit="frame", desc="segment", file=sys.stderr)
-
-
-def segment(
-    images: Sequence[str | os.PathLike],
-    *,
-    model: SegmentModel,
-    out: str | os.PathLike,
-    pixel_size_nm: float | None = None,
-    truth: Sequence[str | os.PathLike] | None = None,
-    resample: bool = False,
-    xray_threshold: float | None = None,
-    flat_field: bool | None = None,
-    min_diameter_nm: float = DEFAULT_MIN_DIAMETER_NM,
-    tile: int = DEFAULT_TILE,
-    batch_size: int = DEFAULT_BATCH,
-    overwrite: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> Path:
-    """Segment micrographs and write masks, particle tables and a report into ``out``.
-
-    Parameters
-    ----------
-    images
-        Files ``temseg ingest`` reads (.dm3, .dm4, .ser, .emd, TIFF, PNG, .npy); a 3-D stack
-        is segmented frame by frame.
-    model
-        From :func:`load_model`.
-    out
-        Folder to create (refused if it exists, unless ``overwrite``). Everything is written
-        to a temporary sibling first and renamed at the end: a failure leaves nothing.
-    pixel_size_nm
-        Pixel size of every image, overriding the files' calibration (required for files
-        without one).
-    truth
-        One binary mask per image (same frames and shape): adds dice and size errors.
-    resample
-        Resample images whose pixel size differs from the model's onto it (scikit-image,
-        bilinear, anti-aliased when shrinking; the mask comes back at the image's own size).
-        Without it, an image more than 10 % off is refused before anything runs.
-    xray_threshold
-        T of the x-ray removal; default by regime from the image's pixel size, as ingest.
-    flat_field
-        Divide out uneven illumination (:func:`temseg.data.preprocess.correct_flat_field`)
-        before the network; None (default): as the model was trained (``model.flat_field``).
-    min_diameter_nm
-        Components of the network's mask with an equivalent-circle diameter below this are
-        removed before the mask is written and measured (single-pixel specks in the
-        background would otherwise count as particles); 0 keeps every component. The
-        number removed is ``removed_specks`` in summary.csv.
-    tile, batch_size
-        See :func:`predict_tiled`.
-
-    Returns
-    -------
-    Path
-        ``out``, holding ``<name>_mask.tif`` per image (uint8 0/1, the image's shape, ImageJ
-        calibration), ``particles.csv``, ``summary.csv``, ``<name>_overlay.png``,
-        ``sizes.png`` and ``index.html``.
-    """
-    import pandas as pd
-
-    from temseg import particles as pt
-    from temseg.data.preprocess import preprocess, standardize
-    from temseg.data.readers import read_mask, read_raw, write_calibrated_tiff
-
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    if tile < 1:
-        raise ValueError(f"--tile must be >= 1 px, got {tile}")
-    if batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    if not min_diameter_nm >= 0:
-        raise ValueError(f"--min-diameter-nm must be >= 0 nm, got {min_diameter_nm}")
-    if xray_threshold is not None and not xray_threshold > 0:
-        raise ValueError(f"--xray-threshold must be > 0 raw counts, got {xray_threshold}")
-    jobs = check_images(
-        images,
-        truth,
-        pixel_size_nm=pixel_size_nm,
-        model_pixel_size_nm=model.pixel_size_nm,
-        resample=resample,
-    )
-    say(f"model: {model.describe()}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    notes: list[str] = []
-    flat = model.flat_field if flat_field is None else flat_field
-    notes.append(
-        f"flat field {'on' if flat else 'off'} "
-        f"({'as the network was trained' if flat_field is None else 'given'})"
-    )
-    tables, truth_tables, summaries, overlays = [], [], [], []
-    bar = _progress(sum(j.frames for j in jobs), progress)
-    try:
-        for n, job in enumerate(jobs, 1):
-            raw = read_raw(job.path)
-            true = read_mask(job.truth) if job.truth else None
-            factor = job.pixel_size_nm / model.pixel_size_nm
-            scaled = resample and abs(factor - 1) > 1e-6
-            if scaled:
-                msg = (
-                    f"{job.path.name}: resampled from {job.pixel_size_nm:g} to "
-                    f"{model.pixel_size_nm:g} nm/px (x{factor:.4g}, scikit-image) for the "
-                    "network; mask resampled back to the image's size"
-                )
-                notes.append(msg)
-                say(msg)
-            masks = np.zeros(raw.data.shape, np.uint8)
-            for f, frame in enumerate(raw.data):
-                std, record = preprocess(
-                    frame,
-                    pixel_size_nm=job.pixel_size_nm,
-                    xray_threshold=xray_threshold,
-                    flat_field=flat,
-                )
-                if scaled:
-                    # x-rays removed at the native sampling, then resampled and standardized
-                    # again (interpolation narrows the spread when shrinking)
-                    net_in = standardize(resample_to(std, factor, order=1))
-                else:
-                    net_in = std
-                mask = predict_tiled(model.net, net_in, tile=tile, batch_size=batch_size)
-                if scaled:
-                    mask = back_to(mask, frame.shape)
-                mask, removed = pt.remove_specks(mask, job.pixel_size_nm, min_diameter_nm)
-                masks[f] = mask
-                labels = pt.label_particles(mask)
-                table = pt.particle_table(
-                    mask, job.pixel_size_nm, image=job.name, frame=f, labels=labels
-                )
-                row = {
-                    "image": job.name,
-                    "frame": f,
-                    "pixel_size_nm": job.pixel_size_nm,
-                    "resampled": scaled,
-                    "xray_replaced": record["xray_replaced"],
-                    "removed_specks": removed,
-                    **pt.summarize(table),
-                }
-                if true is not None:
-                    tl = pt.label_particles(true[f])
-                    tt = pt.particle_table(
-                        true[f], job.pixel_size_nm, image=job.name, frame=f, labels=tl
-                    )
-                    row.update(pt.compare_with_truth(table, labels, tt, tl))
-                    truth_tables.append(tt)
-                tables.append(table)
-                summaries.append(row)
-                if f == 0:
-                    write_overlay(
-                        std,
-                        mask,
-                        None if true is None else true[0],
-                        tmp / f"{job.name}_overlay.png",
-                    )
-                    overlays.append(f"{job.name}_overlay.png")
-                if bar is not None:
-                    bar.update(1)
-            if raw.data.shape[0] == 1:  # a single image (read as one frame) stays 2-D
-                masks = masks[0]
-            write_calibrated_tiff(tmp / f"{job.name}_mask.tif", masks, job.pixel_size_nm)
-            if bar is None and progress:
-                say(f"segment: {n}/{len(jobs)} {job.path.name} ({job.frames} frame(s))")
-        if bar is not None:
-            bar.close()
-        particles = pd.concat(tables, ignore_index=True) if tables else None
-        particles.to_csv(tmp / "particles.csv", index=False)
-        columns = ["image", "frame", "pixel_size_nm", "resampled", "xray_replaced"]
-        columns += ["removed_specks"]
-        columns += pt.SUMMARY_COLUMNS + (pt.TRUTH_COLUMNS if truth else [])
-        summary = pd.DataFrame(summaries, columns=columns)
-        summary.to_csv(tmp / "summary.csv", index=False)
-        true_particles = pd.concat(truth_tables, ignore_index=True) if truth_tables else None
-        write_histogram(particles, true_particles, tmp / "sizes.png")
-        if any(j.frames > 1 for j in jobs):
-            notes.append("stacks: the overlay shows frame 0; every frame is in the tables")
-        write_index(tmp, summary, model, overlays, notes)
-        if out.exists():  # overwrite: swap, then drop the old folder
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

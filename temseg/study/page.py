@@ -20,17 +20,30 @@ import pandas as pd
 
 from temseg.study.inputs import StudyInputs
 
+# the page's size table: temseg segment's summary.csv (temseg.segment.tables), per image
+# and frame and pooled ("all"), each statistic with its 95 % bootstrap interval
+SIZE_STATS = ("d50", "d10", "d90", "dvmean")
 SIZE_COLUMNS = [
     "image",
     "frame",
     "trained_on",
     "count_interior",
-    "diameter_median_nm",
-    "diameter_mean_nm",
-    "diameter_sd_nm",
+    *(f"{n}{s}_nm" for n in SIZE_STATS for s in ("", "_lo", "_hi")),
+    "gsd",
+    "contrast",
+    "in_domain",
     "dice",
-    "count_error",
+    "d50_bias_nm",
 ]
+
+
+SIZES_NOTE = (
+    "Equivalent-circle diameters of the particles not touching the border: number-weighted "
+    "D50 / D10 / D90 and the volume-weighted mean D[4,3], each with its 95 % bootstrap "
+    "interval (temseg segment's sizes); 'all' pools the images of one segmentation run; "
+    "in_domain 0 means the image's contrast or pixel size lies outside what the network "
+    "was trained on."
+)
 
 
 def dice_interval(values: list[float]) -> tuple[float, float, float]:
@@ -89,21 +102,24 @@ def recommended(uri: str, name: str, experiment: str) -> dict[str, Any]:
 
 
 def _segment(images, truth, out: Path, model_uri: str, uri: str, args) -> pd.DataFrame:
-    from temseg.segment import load_model, segment
+    """``temseg segment`` with the registered network (flat field as it was trained);
+    its summary table."""
+    from temseg.segment import SegmentOptions, load_model, segment_images
 
-    model = load_model(model_uri, tracking_uri=uri)
-    segment(
-        [str(p) for p in images],
-        model=model,
-        out=out,
-        truth=None if truth is None else [str(p) for p in truth],
-        pixel_size_nm=args.pixel_size_nm,
-        resample=args.resample,
+    options = SegmentOptions(
+        pixel_size_nm=args.pixel_size_nm, resample=args.resample,
         xray_threshold=args.xray_threshold,
+    )  # fmt: skip
+    result = segment_images(
+        [str(p) for p in images],
+        load_model(model_uri, tracking_uri=uri),
+        out,
+        options=options,
+        truth=None if truth is None else [str(p) for p in truth],
         overwrite=True,
         progress=False,
     )
-    return pd.read_csv(out / "summary.csv")
+    return result.summary
 
 
 def _contrast(inputs: StudyInputs, args: argparse.Namespace) -> dict[str, float | None]:
@@ -197,7 +213,7 @@ def _markdown(rec: dict[str, Any], sizes: pd.DataFrame, facts: dict[str, str]) -
     rows = ["| " + " | ".join(sizes.columns) + " |", "|" + "---|" * len(sizes.columns)]
     rows += ["| " + " | ".join(_fmt(v) for v in r) + " |" for r in sizes.itertuples(index=False)]
     lines = [f"# temseg study\n\n**{answer_sentence(rec)}**\n", f"Why: {rec.get('reason', '')}\n"]
-    lines += ["## Particle sizes (particles not touching the border)\n", *rows, ""]
+    lines += ["## Particle sizes\n", SIZES_NOTE + "\n", *rows, ""]
     lines += ["## How\n", *(f"- {k}: {v}" for k, v in facts.items())]
     lines += ["- report: report/report.html; masks and particle tables: segmented/\n"]
     return "\n".join(lines)
@@ -216,8 +232,8 @@ def _html(rec: dict[str, Any], sizes: pd.DataFrame, facts: dict[str, str]) -> st
         "text-align:right}</style><h1>temseg study</h1>"
         f"<p><b>{html.escape(answer_sentence(rec))}</b></p>"
         f"<p>Why this one: {html.escape(str(rec.get('reason', '')))}</p>"
-        "<h2>Particle sizes</h2><p>Equivalent-circle diameters of the particles not touching "
-        f"the border (<a href='sizes.csv'>sizes.csv</a>).</p><table><tr>{head}</tr>{body}"
+        f"<h2>Particle sizes</h2><p>{html.escape(SIZES_NOTE)} (<a href='sizes.csv'>sizes.csv"
+        f"</a>)</p><table><tr>{head}</tr>{body}"
         f"</table><h2>How</h2><ul>{how}</ul><p><a href='report/report.html'>the sweep's "
         "report</a> · <a href='segmented/index.html'>masks, overlays and particle tables</a>"
         "</p>"
