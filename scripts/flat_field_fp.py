@@ -34,7 +34,7 @@ from temseg.data.readers import read_mask, read_raw
 from temseg.data.synth import generator_params, render_image, write_micrograph
 from temseg.segment import SegmentOptions, load_model, segment_images
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # ../shared, as the tests
 AUTHORS_PX = 0.02152
 
 
@@ -90,6 +90,7 @@ def main() -> int:
     ap.add_argument("--contrast", type=float, default=0.09, help="C of the images (0.09)")
     ap.add_argument("--tracking-uri", help="MLflow store of the --model URIs")
     ap.add_argument("--authors", action="store_true", help="also the authors' five networks")
+    ap.add_argument("--shared", type=Path, default=SHARED, help=f"default {SHARED}")
     ap.add_argument("--illumination", type=float, default=0.25, help="uneven amplitude (0.25)")
     ap.add_argument("--images", type=int, default=4, help="images per condition (4)")
     ap.add_argument("--size", type=int, default=1024, help="image side px (1024)")
@@ -105,7 +106,10 @@ def main() -> int:
             model = load_model(spec, tracking_uri=args.tracking_uri)
             rows += run_model(spec, model, args.preset, args.contrast, args, Path(tmp))
         if args.authors:
-            for h5 in sorted((SHARED / "reference_models").glob("*.h5")):
+            found = sorted((args.shared / "reference_models").glob("*.h5"))
+            if not found:
+                ap.error(f"--authors: no .h5 networks in {args.shared / 'reference_models'}")
+            for h5 in found:
                 model = load_model(str(h5), model_pixel_size_nm=AUTHORS_PX)
                 rows += run_model(h5.stem, model, "hr-5nm", args.contrast, args, Path(tmp))
     table = pd.DataFrame(rows)

@@ -162,7 +162,8 @@ def test_mixed_pixel_sizes_resampled_onto_the_finest(tmp_path):
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name, px, side in (("a", 0.02, 64), ("b", 0.04, 32)):
-        write_calibrated_tiff(folder / f"{name}.tif", rng.poisson(100, (side, side)).astype(np.float32), px)
+        image = rng.poisson(100, (side, side)).astype(np.float32)
+        write_calibrated_tiff(folder / f"{name}.tif", image, px)
         mask = np.zeros((side, side), np.uint8)
         mask[: side // 2] = 1
         write_calibrated_tiff(folder / f"{name}_mask.tif", mask, px)

@@ -17,7 +17,7 @@ OUT/index.html: the network with its test dice and interval, and the particle si
 
 examples:
   temseg study my_images/ --out my_study/ --dry-run    # the plan and its estimated time
-  temseg study my_images/ --out my_study/              # run it; again: continues, trains nothing twice
+  temseg study my_images/ --out my_study/              # run it (again: continues)
   temseg study my_images/ --out my_study/ --profile smoke --flat-field
   temseg study my_images/ --out s/ --address HEAD:6379 --tracking-uri http://mlflow:5000 \\
       --storage-path /shared/ray_results --gpus-per-trial 0.25

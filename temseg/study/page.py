@@ -195,7 +195,7 @@ def answer_sentence(rec: dict[str, Any]) -> str:
             f"{rec['dice_hi']:.3f}] over {rec['n_seeds']} seeds"
         )
     else:
-        dice = f"test dice {rec['dice']:.3f} (1 seed: no interval; a profile with 3+ seeds gives one)"
+        dice = f"test dice {rec['dice']:.3f} (1 seed: no interval; 3+ seeds give one)"
     return (
         f"Recommended network: N={rec['num_blocks']}, pools {rec['pools']}, dilations "
         f"{rec['dilations']}, RF {rf} px ({rf * px:.2f} nm); {dice}. Registered as "

@@ -25,8 +25,6 @@ from typing import Any
 from temseg.study.inputs import StudyInputs, find_inputs, resample_onto
 from temseg.study.plan import choose_profile, estimate_seconds, format_duration, planned_patches
 
-STORE_SPLIT = (0.7, 0.1, 0.2)  # = temseg.data.patches.SPLIT_FRACTIONS (ingest's split)
-
 
 def dataset_name(folder: Path) -> str:
     """The store's (and so the registered model's) name: the folder's, to [A-Za-z0-9._-]."""
@@ -67,9 +65,8 @@ def _config(args: argparse.Namespace, store: Path, name: str) -> Any:
     from temseg.sweep_cli import sweep_config
 
     args.data = [str(store)]
-    return sweep_config(
-        args, seeds=args.seeds, epochs=args.epochs, experiment=args.experiment or f"temseg-study-{name}"
-    )
+    experiment = args.experiment or f"temseg-study-{name}"
+    return sweep_config(args, seeds=args.seeds, epochs=args.epochs, experiment=experiment)
 
 
 def _check_sizes(inputs: StudyInputs, cfg: Any, patch: int) -> None:
@@ -84,8 +81,9 @@ def _check_sizes(inputs: StudyInputs, cfg: Any, patch: int) -> None:
             )
 
 
-def _plan(args, inputs, cfg, store, name, patch, why) -> list[Any]:
-    """Print the plan and its estimated time; return the trials."""
+def _plan(args, inputs, cfg, store, name, patch, why) -> None:
+    """Print the plan and its estimated time (and with --dry-run the trial table)."""
+    from temseg.data.patches import SPLIT_FRACTIONS
     from temseg.sweep import plan_trials
     from temseg.trial import Dataset
 
@@ -97,11 +95,12 @@ def _plan(args, inputs, cfg, store, name, patch, why) -> list[Any]:
         patches = read_attrs(store)["n_patches"]
     else:
         shapes = [(m.frames, *m.shape) for m in inputs.pairs]
-        patches = planned_patches(shapes, patch, STORE_SPLIT)
+        patches = planned_patches(shapes, patch, SPLIT_FRACTIONS)  # ingest's split
     cpus = args.num_cpus or os.cpu_count() or 1
     concurrent = max(1, int(cpus // cfg.cpus_per_trial))
     seconds = estimate_seconds(trials, patches, patch, concurrent=concurrent)
-    gpu = " (calibrated on CPUs; GPUs train far faster)" if cfg.gpus_per_trial or args.address else ""
+    on_gpus = cfg.gpus_per_trial or args.address
+    gpu = " (calibrated on CPUs; GPUs train far faster)" if on_gpus else ""
     extra = f", {len(inputs.extra)} more to segment" if inputs.extra else ""
     _say(
         f"study: {len(inputs.pairs)} image/mask pairs in {inputs.folder}{extra}; "
@@ -115,7 +114,6 @@ def _plan(args, inputs, cfg, store, name, patch, why) -> list[Any]:
         from temseg.sweep import GridStrategy
 
         GridStrategy().plan(cfg, [ds])
-    return trials
 
 
 def run_study(args: argparse.Namespace) -> int:
