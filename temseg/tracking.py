@@ -341,6 +341,7 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
 
     from temseg.analysis import collect
     from temseg.analysis.recommend import recommended_trials
+    from temseg.data.preprocess import store_flat_field
 
     rec_csv = Path(report_dir) / "recommendation.csv"
     if not rec_csv.is_file():
@@ -357,7 +358,7 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
             for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
         }
         card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
-        card["flat_field"] = _store_flat_field(data_paths[r["run_id"]])
+        card["flat_field"] = store_flat_field(data_paths[r["run_id"]])
         # issue 24 (segment's domain guard, seed ensembles): the training store's contrast
         # score travels with the model, and every seed of the recommended network becomes a
         # version with alias seed-<seed> (the recommended one too); `recommended` stays the
@@ -386,21 +387,6 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
             )  # fmt: skip
         out.append({**r, "model": name, "version": version})
     return out
-
-
-def _store_flat_field(path: Any) -> bool:
-    """Whether the store a network trained on was flat-fielded (segment then applies it too);
-    a run without a store path, or a store no longer there, counts as not (what every store
-    before the option was)."""
-    from temseg.data.preprocess import flat_field_of
-    from temseg.data.store import StoreError, read_attrs
-
-    if not isinstance(path, str) or not path:
-        return False
-    try:
-        return flat_field_of(read_attrs(path).get("preprocessing"))
-    except (StoreError, OSError):
-        return False
 
 
 def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:

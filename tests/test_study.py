@@ -94,8 +94,9 @@ def test_study_end_to_end_then_again_trains_nothing(tmp_path):
         assert mask.data.shape == (1, SIZE, SIZE) and mask.pixel_size_yx_nm == (0.02, 0.02)
     assert (out / "segmented-more" / "new_mask.tif").is_file()
     sizes = pd.read_csv(out / "sizes.csv")
-    assert sizes["image"].tolist() == [f"m{i}" for i in range(6)] + ["new"]
-    assert sizes["trained_on"].tolist() == ["yes (with its mask)"] * 6 + ["no"]
+    # per image, the six pooled ("all"), then the image segmented only
+    assert sizes["image"].tolist() == [f"m{i}" for i in range(6)] + ["all", "new"]
+    assert sizes["trained_on"].tolist() == ["yes (with its mask)"] * 7 + ["no"]
     page = (out / "index.html").read_text()
     assert page.index("Recommended network: N=2") < page.index("Particle sizes")
     assert "flat field: on (--flat-field)" in (out / "study.md").read_text()

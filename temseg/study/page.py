@@ -30,7 +30,6 @@ SIZE_COLUMNS = [
     "count_interior",
     *(f"{n}{s}_nm" for n in SIZE_STATS for s in ("", "_lo", "_hi")),
     "gsd",
-    "contrast",
     "in_domain",
     "dice",
     "d50_bias_nm",
@@ -179,8 +178,9 @@ def finish(
         ),
         "trials": f"{rec['trials']} in MLflow experiment {experiment} at {uri}",
     }
-    (out / "study.md").write_text(_markdown(rec, sizes, facts))
-    (out / "index.html").write_text(_html(rec, sizes, facts))
+    shown = display_table(sizes)
+    (out / "study.md").write_text(_markdown(rec, shown, facts))
+    (out / "index.html").write_text(_html(rec, shown, facts))
     print(f"study: {out / 'index.html'}\n{answer_sentence(rec)}", flush=True)
     return out / "index.html"
 
@@ -207,6 +207,25 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.4g}"
     return str(v)
+
+
+def display_table(sizes: pd.DataFrame) -> pd.DataFrame:
+    """The page's size table: each statistic with its interval in one cell, ``1.285 [1.029,
+    1.566]`` (``sizes.csv`` keeps the separate columns)."""
+    def cell(r: Any, name: str) -> str:
+        v, lo, hi = (r[f"{name}{s}_nm"] for s in ("", "_lo", "_hi"))
+        if v != v:
+            return ""
+        return f"{v:.3f}" + ("" if lo != lo else f" [{lo:.3f}, {hi:.3f}]")
+
+    out = sizes[["image", "frame", "trained_on", "count_interior"]].copy()
+    for name, label in (("d50", "D50 nm"), ("d10", "D10 nm"), ("d90", "D90 nm"),
+                        ("dvmean", "D[4,3] nm")):
+        out[label] = [cell(r, name) for _, r in sizes.iterrows()]
+    return out.assign(
+        gsd=sizes["gsd"], in_domain=sizes["in_domain"], dice=sizes["dice"],
+        d50_bias_nm=sizes["d50_bias_nm"],
+    ).rename(columns={"count_interior": "particles"})  # fmt: skip
 
 
 def _markdown(rec: dict[str, Any], sizes: pd.DataFrame, facts: dict[str, str]) -> str:
