@@ -254,13 +254,13 @@ def test_registered_model_round_trip(tmp_path, capsys):
     exp = tracking.ensure_experiment(uri, "study")
     client = MlflowClient(uri)
     runs = {}
-    for pools, val in (((2, 2), 0.9), ((4, 4), 0.8)):
-        net = random_net(pools, seed=3)
+    for pools, val, seed in (((2, 2), 0.9, 1), ((4, 4), 0.8, 1), ((4, 4), 0.7, 2)):
+        net = random_net(pools, seed=3 if seed == 1 else 4)
         # no pixel size in this checkpoint: the registered card must carry it
-        ckpt = save_checkpoint(tmp_path / f"{pools[0]}" / "best.pt", net, {"seed": 1})
-        run = client.create_run(exp, run_name=f"ds/{pools}")
+        ckpt = save_checkpoint(tmp_path / f"{pools[0]}-{seed}" / "best.pt", net, {"seed": seed})
+        run = client.create_run(exp, run_name=f"ds/{pools}/{seed}")
         rid = run.info.run_id
-        params = {"dataset": "ds", "pixel_size_nm": 0.02, "num_blocks": 2, "seed": 1,
+        params = {"dataset": "ds", "pixel_size_nm": 0.02, "num_blocks": 2, "seed": seed,
                   "pools": "-".join(map(str, pools)), "dilations": "1-1-1",
                   "rf_px": net.config.rf_px, "n_params": 8074, "contrast": 0.1}  # fmt: skip
         for k, v in params.items():
@@ -269,7 +269,7 @@ def test_registered_model_round_trip(tmp_path, capsys):
         client.log_metric(rid, "best_val_hard_dice", val)
         client.log_artifact(rid, str(ckpt), "checkpoint")
         client.set_terminated(rid, "FINISHED")
-        runs[pools] = rid
+        runs.setdefault(pools, rid)
     report = tmp_path / "report"
     report.mkdir()
     pd.DataFrame(
@@ -290,6 +290,18 @@ def test_registered_model_round_trip(tmp_path, capsys):
     std, _ = preprocess(read_raw(image).data[0], pixel_size_nm=0.02)
     expected, _ = remove_specks(predict_whole(random_net((4, 4), seed=3), std), 0.02, 1.0)
     assert np.array_equal(read_mask(out / "img_mask.tif")[0], expected)
+    # every seed of the recommended network is a version (alias seed-<n>), with the
+    # store's contrast; @seeds segments with their ensemble
+    from temseg.segment.registry import expand_spec, load_models
+
+    specs = expand_spec("models:/temseg-ds@seeds", uri)
+    assert specs == ["models:/temseg-ds/1", "models:/temseg-ds/2"]
+    seeds = load_models(specs, tracking_uri=uri)
+    assert [m.contrast for m in seeds] == [0.1, 0.1]
+    assert [m.card["seed"] for m in seeds] == [1, 2]
+    rc = main(["segment", str(image), "--model", "models:/temseg-ds@seeds", "--tracking-uri",
+               uri, "--out", str(tmp_path / "ens"), "--quiet", "--bootstrap", "100"])  # fmt: skip
+    assert rc == 0 and pd.read_csv(tmp_path / "ens" / "summary.csv")["networks"].tolist() == [2]
     rc = main(["segment", str(image), "--model", "models:/temseg-nope@recommended",
                "--tracking-uri", uri, "--out", str(tmp_path / "x"), "--quiet"])  # fmt: skip
     assert rc == 2 and "registered models there: ['temseg-ds']" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from temseg.data.readers import write_calibrated_tiff
 from temseg.model import ResidualUNet, save_checkpoint
 from temseg.particles import label_particles, member_sizes, split_touching
 from temseg.segment import guard, sizes, truth
+from tests.test_segment import write_image
 
 torch.set_num_threads(1)
 
@@ -171,13 +172,8 @@ def random_checkpoint(path: Path, pixel_size_nm: float, seed: int = 0) -> Path:
     return save_checkpoint(path, net, {"pixel_size_nm": pixel_size_nm})
 
 
-def discs_image(path: Path, pixel_size_nm: float, *, size: int = 128, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    img = rng.poisson(400, (size, size)).astype(np.float32)
-    for cy, cx in rng.integers(16, size - 16, (5, 2)):
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 64] *= 0.6
-    return write_calibrated_tiff(path, img, pixel_size_nm)
+def discs_image(path: Path, pixel_size_nm: float, *, seed: int = 0) -> Path:
+    return write_image(path, pixel_size_nm, size=128, seed=seed)
 
 
 @pytest.mark.parametrize(

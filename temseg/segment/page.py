@@ -15,8 +15,8 @@ OVERLAY_MAX_SIDE = 1024
 CSS = (
     "body{font-family:sans-serif;margin:12px 20px;max-width:1360px}"
     "h1{font-size:20px;margin:4px 0}h2{font-size:16px;margin:14px 0 4px}"
-    "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 7px;text-align:right;"
-    "border-bottom:1px solid #ddd}th{background:#f2f2f2}.warn{color:#b00}"
+    "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 7px;text-align:right;"
+    "border-bottom:1px solid #ddd;white-space:nowrap}th{background:#f2f2f2}.warn{color:#b00}"
     ".head{font-size:15px;margin:6px 0}.row{display:flex;gap:24px;align-items:flex-start}"
     "figure{display:inline-block;margin:4px}figcaption{font-size:12px}"
     "small{color:#555}"
@@ -77,7 +77,7 @@ def _ci(row: pd.Series, name: str) -> str:
     v, lo, hi = row[f"{name}_nm"], row[f"{name}_lo_nm"], row[f"{name}_hi_nm"]
     if not np.isfinite(v):
         return ""
-    return f"{v:.3g} <small>[{lo:.3g}, {hi:.3g}]</small>" if np.isfinite(lo) else f"{v:.3g}"
+    return f"{v:.3f} <small>[{lo:.3f}, {hi:.3f}]</small>" if np.isfinite(lo) else f"{v:.3f}"
 
 
 def _flag(v: float) -> str:
@@ -87,21 +87,22 @@ def _flag(v: float) -> str:
 
 
 def _rows(summary: pd.DataFrame, truth: bool) -> str:
-    head = ["image", "n", "D10 nm", "D50 nm", "D90 nm", "Dv50 nm", "D[4,3] nm", "Feret50 nm",
-            "GSD", "contrast", "in domain"]  # fmt: skip
+    head = ["image", "n", "D10 nm", "D50 nm", "D90 nm", "D[4,3] nm", "GSD",
+            "contrast<br><small>net / Otsu</small>", "in domain"]  # fmt: skip
     if truth:
         head += ["dice", "D50 bias nm", "count err %", "KS"]
     out = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for _, r in summary.iterrows():
         name = r["image"] if r["image"] == "all" else f"{r['image']}[{int(r['frame'])}]"
         cells = [html.escape(name), f"{int(r['count_interior'])}",
-                 *(_ci(r, s) for s in ("d10", "d50", "d90", "dv50", "dvmean", "feret50")),
-                 f"{r['gsd']:.3g}", f"{r['contrast']:.3g}", _flag(r["in_domain"])]  # fmt: skip
+                 *(_ci(r, s) for s in ("d10", "d50", "d90", "dvmean")),
+                 f"{r['gsd']:.3g}", f"{r['contrast']:.3g} / {r['contrast_otsu']:.3g}",
+                 _flag(r["in_domain"])]  # fmt: skip
         if truth:
             dice = "" if not np.isfinite(r["dice"]) else f"{r['dice']:.3f}"
             cells += [dice] + [
-                f"{r[c]:+.3g} <small>[{r[c + '_lo']:+.3g}, {r[c + '_hi']:+.3g}]</small>"
-                for c in ("d50_bias_nm", "count_error_pct")
+                f"{r[c]:+.{k}f} <small>[{r[c + '_lo']:+.{k}f}, {r[c + '_hi']:+.{k}f}]</small>"
+                for c, k in (("d50_bias_nm", 3), ("count_error_pct", 1))
             ]
             cells.append(f"{r['ks']:.3f} <small>[{r['ks_lo']:.3f}, {r['ks_hi']:.3f}]</small>")
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -159,14 +160,14 @@ def write_page(out: Path, result, models, collected) -> None:
     (out / "index.html").write_text(
         f"<!doctype html><meta charset='utf-8'><title>temseg segment</title><style>{CSS}</style>"
         f"<h1>Particle sizes</h1>{_headline(pooled, len(models))}"
-        f"<div class='row'><div>{_rows(result.summary, truth)}"
-        f"<ul>{notes}</ul></div><img src='sizes.png' width='460'></div>"
+        f"{_rows(result.summary, truth)}"
+        f"<div class='row'><img src='sizes.png' width='460'><div><ul>{notes}</ul>"
+        f"<h2>Networks ({len(models)})</h2><ul><small>{nets}</small></ul></div></div>"
         "<p><small>Brackets: 95 % bootstrap intervals. D10/D50/D90: number-weighted "
         "equivalent-circle diameters of particles not touching the border; Dv50 and D[4,3]: "
         "volume-weighted. Files: <a href='summary.csv'>summary.csv</a>, "
         "<a href='sizes.csv'>sizes.csv</a> (every statistic, number and volume weighted, "
         "equivalent and Feret diameter), <a href='particles.csv'>particles.csv</a>, masks "
         "<code>&lt;name&gt;_mask.tif</code>.</small></p>"
-        f"<h2>Networks ({len(models)})</h2><ul><small>{nets}</small></ul>"
         f"<h2>Overlays</h2><p><small>Red: segmented outline; cyan: truth.</small></p>{''.join(figs)}"
     )

@@ -19,7 +19,7 @@ from temseg import particles as pt
 from temseg.segment import sizes, truth
 
 IMAGE_COLUMNS = ["image", "frame", "pixel_size_nm", "resampled", "xray_replaced", "removed_specks"]
-GUARD_COLUMNS = ["networks", "contrast", "in_domain"]
+GUARD_COLUMNS = ["networks", "contrast", "contrast_otsu", "in_domain"]
 SIZE_COLUMNS = ["gsd", *sizes.interval_columns(), *(f"needed_{n}" for n in sizes.NEEDED_FOR)]
 
 
@@ -74,7 +74,7 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool):
             "image": job.name, "frame": f, "pixel_size_nm": job.pixel_size_nm,
             "resampled": scaled, "xray_replaced": fr.xray_replaced, "removed_specks": fr.removed,
             **pt.summarize(fr.table), "networks": n_networks, "contrast": fr.contrast,
-            "in_domain": ok, **sizes.statistics_row(d, fer, iv),
+            "contrast_otsu": fr.contrast_otsu, "in_domain": ok, **sizes.statistics_row(d, fer, iv),
         }  # fmt: skip
         if with_truth:
             tl = pt.label_particles(true_mask)
@@ -106,6 +106,7 @@ def _pooled(collected, n_networks, options, with_truth, long) -> dict:
         "xray_replaced": sum(fr.xray_replaced for fr in frames),
         "removed_specks": sum(fr.removed for fr in frames), **pt.summarize(table),
         "networks": n_networks, "contrast": float(np.nanmedian([fr.contrast for fr in frames])),
+        "contrast_otsu": float(np.nanmedian([fr.contrast_otsu for fr in frames])),
         "in_domain": np.nan if np.isnan(oks).any() else float(oks.all()),
         **sizes.statistics_row(d, fer, iv),
     }  # fmt: skip
