@@ -195,7 +195,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         pixel_size_nm=args.pixel_size_nm, resample=args.resample,
         xray_threshold=args.xray_threshold, min_diameter_nm=args.min_diameter_nm,
         tile=args.tile, batch_size=args.batch_size, split=args.split,
-        n_boot=args.bootstrap, seed=args.seed,
+        n_boot=args.bootstrap, seed=args.seed, flat_field=args.flat_field,
     )  # fmt: skip
     options.check()
     if args.device == "auto":
@@ -378,6 +378,14 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--flat-field",
+        action=argparse.BooleanOptionalAction,
+        help=(
+            "divide out uneven illumination before the network (as ingest --flat-field); "
+            "default: as the network was trained (its registry card), off for the authors'"
+        ),
+    )
     p.set_defaults(func=_cmd_segment)
 
 
@@ -457,10 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     from temseg.sweep import cli as sweep_cli
     from temseg.analysis import cli as analysis_cli
     from temseg.data import cli as data_cli
+    from temseg.study import cli as study_cli
 
     data_cli.register(sub)
     sweep_cli.register(sub)
     analysis_cli.register(sub)
+    study_cli.register(sub)
     return parser
 
 

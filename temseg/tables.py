@@ -20,11 +20,13 @@ def cell(value: Any) -> str:
 
 
 def print_table(
-    rows: Sequence[Mapping[str, Any]], cols: Sequence[str] | None = None, file=sys.stdout
+    rows: Sequence[Mapping[str, Any]], cols: Sequence[str] | None = None, file=None
 ) -> None:
-    """Print ``rows`` as left-aligned columns ``cols`` (default: the first row's keys)."""
+    """Print ``rows`` as left-aligned columns ``cols`` (default: the first row's keys) to
+    ``file`` (default: ``sys.stdout`` as it is when called, not as it was at import)."""
     if not rows:
         return
+    file = file or sys.stdout
     cols = list(cols or rows[0])
     cells = [[cell(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]

@@ -112,3 +112,16 @@ def test_ingest_records_flat_field_and_applies_it(tmp_path):
     assert "flat_field_model" in on["preprocessing"]
     # the measured contrast rises once the ramp no longer widens the background's spread
     assert on["contrast"] > off["contrast"]
+
+
+def test_store_flat_field_reads_the_store(tmp_path):
+    from temseg.data.preprocess import store_flat_field
+    from temseg.data.synth import make_synthetic_store
+
+    common = dict(preset="hr-2.2nm", contrast=0.1, images=3, seed=0, image_size=128,
+                  patch_size=64, min_particle_px=0)
+    on = make_synthetic_store(tmp_path / "on.zarr", flat_field=True, **common)
+    off = make_synthetic_store(tmp_path / "off.zarr", **common)
+    assert store_flat_field(str(on)) is True
+    assert store_flat_field(str(off)) is False
+    assert store_flat_field(str(tmp_path / "gone.zarr")) is False and not store_flat_field(None)

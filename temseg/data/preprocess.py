@@ -92,6 +92,19 @@ def flat_field_of(preprocessing: dict | None) -> bool:
     return bool((preprocessing or {}).get("flat_field", False))
 
 
+def store_flat_field(path: object) -> bool:
+    """Whether the patch store at ``path`` was flat-fielded (what a network trained on it
+    needs at inference); no path, or a store no longer there, counts as not."""
+    from temseg.data.store import StoreError, read_attrs
+
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        return flat_field_of(read_attrs(path).get("preprocessing"))
+    except (StoreError, OSError):
+        return False
+
+
 def remove_xrays(
     image: np.ndarray, *, threshold: float, passes: int = XRAY_PASSES
 ) -> tuple[np.ndarray, int]:

@@ -34,6 +34,12 @@ class SegmentModel:
     card: dict[str, Any] = field(default_factory=dict)
     contrast: float | None = None  # contrast score of the training store (temseg.data.contrast)
 
+    @property
+    def flat_field(self) -> bool:
+        """Whether the network trained on flat-fielded images: its registry card, else the
+        store its checkpoint names (if still there); the authors' networks did not."""
+        return bool(self.card.get("flat_field", False))
+
     def describe(self) -> str:
         c = self.net.config
         trained = "" if self.contrast is None else f", training contrast {self.contrast:.3g}"
@@ -232,4 +238,8 @@ def load_model(
     # channels-last is what makes these 4-to-64-channel convolutions fast on CPUs (SPEC.md 5)
     net = net.to(device).to(memory_format=torch.channels_last).eval()
     contrast = None if kind == "legacy" else _carried(config, card, "contrast")
+    if kind != "legacy" and "flat_field" not in card:  # a checkpoint file: ask its store
+        from temseg.data.preprocess import store_flat_field
+
+        card["flat_field"] = store_flat_field(config.get("data"))
     return SegmentModel(net, pixel, str(spec), kind, card, contrast)

@@ -47,6 +47,20 @@ class SegmentOptions:
     split: bool = False
     n_boot: int = DEFAULT_BOOT
     seed: int = 0
+    flat_field: bool | None = None  # None: as the networks were trained (SegmentModel)
+
+    def flat_field_for(self, models: Sequence[SegmentModel]) -> bool:
+        """Whether to flat-field: the option, else what the networks trained with (they must
+        agree: an ensemble of networks trained with and without it has no one input)."""
+        if self.flat_field is not None:
+            return self.flat_field
+        trained = {m.flat_field for m in models}
+        if len(trained) > 1:
+            raise ValueError(
+                "the networks were trained with and without flat-field correction: give "
+                "--flat-field or --no-flat-field"
+            )
+        return trained.pop()
 
     def check(self) -> None:
         """Refuse a bad value with the option's name, before anything runs."""
@@ -110,7 +124,10 @@ def _segment_frame(
     from temseg.data.preprocess import preprocess, standardize
 
     std, record = preprocess(
-        frame, pixel_size_nm=job.pixel_size_nm, xray_threshold=opts.xray_threshold
+        frame,
+        pixel_size_nm=job.pixel_size_nm,
+        xray_threshold=opts.xray_threshold,
+        flat_field=opts.flat_field_for(models),
     )
     factor = job.pixel_size_nm / models[0].pixel_size_nm
     scaled = opts.resample and abs(factor - 1) > 1e-6
@@ -249,7 +266,11 @@ def segment_images(
         say(f"model: {m.describe()}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    notes: list[str] = []
+    flat = options.flat_field_for(models)
+    notes = [
+        f"flat field {'on' if flat else 'off'} "
+        f"({'as the network was trained' if options.flat_field is None else 'given'})"
+    ]
     bar = _progress(sum(j.frames for j in jobs), progress)
     try:
         collected = []

@@ -78,12 +78,14 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
 
     from temseg.analysis import collect
     from temseg.analysis.recommend import recommended_trials
+    from temseg.data.preprocess import store_flat_field
 
     rec_csv = Path(report_dir) / "recommendation.csv"
     if not rec_csv.is_file():
         raise FileNotFoundError(f"{rec_csv}: no recommendation (the report was not written)")
     recommendation = pd.read_csv(rec_csv)
     trials = collect.load_runs(experiment, tracking_uri=uri)  # carries best_val_hard_dice
+    data_paths = dict(zip(trials["run_id"], trials["data_path"], strict=True))
     out = []
     for r in recommended_trials(trials, recommendation).to_dict("records"):
         name = tracking.registered_model_name(r["dataset"])
@@ -92,6 +94,8 @@ def register_recommended(uri: str, experiment: str, report_dir: Path) -> list[di
             for k in ("dataset", "seed", "num_blocks", "pools", "dilations", "rf_px", "reason")
         }
         card = {k: v.item() if hasattr(v, "item") else v for k, v in card.items()}
+        # segment applies the flat field the network trained with (its store's preprocessing)
+        card["flat_field"] = store_flat_field(data_paths[r["run_id"]])
         # segment's domain guard and seed ensembles: the training store's contrast score
         # travels with the model, and every seed of the recommended network becomes a version
         # with alias seed-<seed> (the recommended one too); `recommended` stays the best by
