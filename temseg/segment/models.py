@@ -33,6 +33,7 @@ class SegmentModel:
     kind: str  # "temseg", "mlflow" or "legacy"
     card: dict[str, Any] = field(default_factory=dict)
     contrast: float | None = None  # contrast score of the training store (temseg.data.contrast)
+    store: str | None = None  # the patch store it was trained on (its config's ``data``)
 
     def describe(self) -> str:
         c = self.net.config
@@ -232,4 +233,5 @@ def load_model(
     # channels-last is what makes these 4-to-64-channel convolutions fast on CPUs (SPEC.md 5)
     net = net.to(device).to(memory_format=torch.channels_last).eval()
     contrast = None if kind == "legacy" else _carried(config, card, "contrast")
-    return SegmentModel(net, pixel, str(spec), kind, card, contrast)
+    store = None if kind == "legacy" else config.get("data")
+    return SegmentModel(net, pixel, str(spec), kind, card, contrast, store or None)
