@@ -32,7 +32,8 @@ side's log half-width (:func:`temseg.segment.sizes.widen`). The pooled row of se
 gets the same term (it does not assume their errors average out).
 
 Cache. The measurement costs one tiled pass of every network over the split (measured on one
-CPU core, 32 patches of 192 px: 7.7 s for 3 networks, 3.1 s for one; 0.01 s from the cache). It is kept as JSON under
+CPU core, 32 patches of 192 px: 7.7 s for 3 networks, 3.1 s for one; 0.01 s from the cache).
+It is kept as JSON under
 ``$TEMSEG_CACHE_DIR`` (default ``~/.cache/temseg``) ``/calibration/<key>.json``, ``key`` a
 hash of the networks' weights, the store's ``content_hash`` and the settings, and written
 into each segment output as ``calibration.json``. Without the store: no term, and a note.
@@ -96,8 +97,10 @@ def between_images(errors: np.ndarray, variances: np.ndarray) -> tuple[float, fl
     return float(e.mean()), float(math.sqrt(max(0.0, e.var(ddof=1) - v.mean())))
 
 
-def matched_sizes(models: Sequence[SegmentModel], images, masks, *, pixel_size_nm: float,
-                  min_diameter_nm: float, tile: int, batch_size: int) -> list[np.ndarray]:  # fmt: skip
+def matched_sizes(
+    models: Sequence[SegmentModel], images, masks, *, pixel_size_nm: float,
+    min_diameter_nm: float, tile: int, batch_size: int,
+) -> list[np.ndarray]:  # fmt: skip
     """Per patch, the (pred, true) equivalent diameters of its matched interior particles
     (an array of shape (pairs, 2))."""
     from temseg import particles as pt
@@ -138,8 +141,9 @@ def measure(models: Sequence[SegmentModel], store: str, *, min_diameter_nm: floa
             variances.append(float(r.var(ddof=1) / r.size))
             n_pairs += r.size
     mu, tau = between_images(np.array(errors), np.array(variances))
-    return Calibration(str(store), SPLIT, len(errors), n_pairs, mu, tau,
-                       [round(e, 6) for e in errors], round(time.perf_counter() - start, 2))  # fmt: skip
+    seconds = round(time.perf_counter() - start, 2)
+    errors = [round(e, 6) for e in errors]
+    return Calibration(str(store), SPLIT, len(errors), n_pairs, mu, tau, errors, seconds)
 
 
 def training_store(models: Sequence[SegmentModel]) -> tuple[str | None, str]:
@@ -197,8 +201,8 @@ def for_models(models: Sequence[SegmentModel], *, min_diameter_nm: float, tile: 
         tmp.write_text(json.dumps(asdict(cal), indent=1))
         os.replace(tmp, path)
     if cal.images < 2:
-        return None, (f"no boundary-error term in the D50/D90 intervals: {cal.images} test image(s) "
-                      f"of {store} with >= {MIN_PAIRS} matched particles")  # fmt: skip
+        return None, (f"no boundary-error term in the D50/D90 intervals: {cal.images} test "
+                      f"image(s) of {store} with >= {MIN_PAIRS} matched particles")  # fmt: skip
     return cal, (
         f"D50/D90 intervals widened by the per-image boundary error measured on {cal.images} "
         f"held-out images of {Path(store).name} ({cal.pairs} particles): bias mu "

@@ -208,7 +208,8 @@ def segment_images(
         differs from the models' are otherwise refused when > 10 % off, and images that
         differ from each other by > 1 %), x-ray threshold, ``min_diameter_nm`` (smaller
         components are removed: ``removed_specks``), tiles, ``split`` (touching particles,
-        :func:`temseg.particles.split_touching`), bootstrap replicates and seed.
+        :func:`temseg.particles.split_touching`), bootstrap replicates and seed, ``calibrate``
+        (D50 / D90 widened by the boundary error, :mod:`temseg.segment.calibration`).
     truth
         One binary mask per image (same frames and shape): adds dice, count and size errors
         with intervals (:mod:`temseg.segment.truth`).
@@ -219,7 +220,7 @@ def segment_images(
         ``out`` holds ``<name>_mask.tif`` per image (uint8 0/1, the image's shape, ImageJ
         calibration), ``particles.csv``, ``summary.csv``, ``sizes.csv``,
         ``<name>_overlay.png`` (at most 1024 px a side) and ``<name>_overlay_full.png``,
-        ``sizes.png`` and ``index.html``.
+        ``sizes.png``, ``index.html`` and, with the boundary-error term, ``calibration.json``.
     """
     from temseg.segment import tables
     from temseg.segment.page import write_page
@@ -235,10 +236,7 @@ def segment_images(
     )  # fmt: skip
     for m in models:
         say(f"model: {m.describe()}")
-    calibration, note = _calibration(models, options)
-    notes: list[str] = [note] if note else []
-    if note:
-        say(note)
+    calibration, notes = _calibration(models, options, say)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     bar = _progress(sum(j.frames for j in jobs), progress)
@@ -268,16 +266,19 @@ def segment_images(
     return result
 
 
-def _calibration(models: Sequence[SegmentModel], options: SegmentOptions):
-    """The boundary-error term and the note on it (none with ``calibrate=False``)."""
+def _calibration(models: Sequence[SegmentModel], options: SegmentOptions, say):
+    """The boundary-error term (or ``None``) and the notes, told, on it (none with
+    ``calibrate=False``)."""
     if not options.calibrate:
-        return None, ""
+        return None, []
     from temseg.segment.calibration import for_models
 
-    return for_models(
+    calibration, note = for_models(
         models, min_diameter_nm=options.min_diameter_nm, tile=options.tile,
         batch_size=options.batch_size,
     )  # fmt: skip
+    say(note)
+    return calibration, [note]
 
 
 def choose_auto(

@@ -4,7 +4,9 @@ summary.csv has one row per image and frame and, with more than one, a last row
 ``image = all`` pooling their particles. Columns: the image's own (pixel size, resampling,
 x-rays, specks), the counts and the old mean / median / sd diameter
 (:data:`temseg.particles.SUMMARY_COLUMNS`), ``networks`` (ensemble size), ``contrast`` and
-``in_domain`` (:mod:`temseg.segment.guard`), every size statistic with its 95 % interval
+``in_domain`` (:mod:`temseg.segment.guard`), ``interval_over`` and ``boundary_rms`` (what
+the intervals draw; D50 and D90 widened by the boundary error of
+:mod:`temseg.segment.calibration` when measured), every size statistic with its 95 % interval
 over particles (and networks) (:mod:`temseg.segment.sizes`), and with ``--truth`` the
 comparison (:mod:`temseg.segment.truth`). sizes.csv has every statistic in long format, and
 for the pooled row also the interval over images.
@@ -99,7 +101,8 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool, calibr
             row.update(pt.compare_with_truth(fr.table, fr.labels, tt, tl))
             row.update(_truth_row([(job, f, fr, true_mask)], **boot))
         rows.append(row)
-        long.append(sizes.long_table(f"{job.name}[{f}]", "particles", row, iv, len(d), extra or ()))
+        scope = f"{job.name}[{f}]"
+        long.append(sizes.long_table(scope, "particles", row, iv, len(d), extra or ()))
     if len(collected) > 1:
         rows.append(_pooled(collected, n_networks, options, with_truth, long, calibration))
     columns = IMAGE_COLUMNS + pt.SUMMARY_COLUMNS + GUARD_COLUMNS + BOUNDARY_COLUMNS + SIZE_COLUMNS
