@@ -319,6 +319,8 @@ def test_cached_term_widens_d50_and_d90_exactly_and_marks_them(tmp_path, monkeyp
                              calibration.Z * 0.05)  # fmt: skip
         assert (wide[f"{q}_lo_nm"], wide[f"{q}_hi_nm"]) == pytest.approx(expect, rel=1e-12)
     assert (wide["d10_lo_nm"], wide["d10_hi_nm"]) == (plain["d10_lo_nm"], plain["d10_hi_nm"])
+    # particles needed: from the bootstrap's interval, which shrinks with n; the term does not
+    assert (wide["needed_d50"], wide["needed_d90"]) == (plain["needed_d50"], plain["needed_d90"])
     assert wide["interval_over"] == "particles; d50 d90 +boundary"
     assert wide["boundary_rms"] == pytest.approx(0.05)
     kinds = res.sizes.set_index("statistic")["interval_over"]

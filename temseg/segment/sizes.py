@@ -32,6 +32,8 @@ geometric spread of 1.6, more than 6,000 for a repeatable volume mean and about 
 D90). Here the count is read from the measured interval, whose width shrinks as 1/sqrt(n):
 ``needed = n * (half_width / (PRECISION * value))**2`` particles for a 95 % interval within
 +-5 % of the statistic (a count below ``n`` means the measurement already has that precision).
+It is read from the bootstrap's interval, never from one widened by a term that does not
+shrink with ``n`` (:func:`widen`, the boundary error of :mod:`temseg.segment.calibration`).
 """
 
 from __future__ import annotations
@@ -190,17 +192,19 @@ def particles_needed(value: float, lo: float, hi: float, n: int) -> float:
 
 
 def statistics_row(
-    d: np.ndarray, feret: np.ndarray, intervals: dict[str, tuple[float, float]]
+    d: np.ndarray, feret: np.ndarray, intervals: dict[str, tuple[float, float]], sampling=None
 ) -> dict[str, float]:
     """One summary.csv row: ``gsd``, every ``<stat>_nm`` with its interval,
-    and ``needed_<stat>`` for :data:`NEEDED_FOR`."""
+    and ``needed_<stat>`` for :data:`NEEDED_FOR`, read from the ``sampling`` intervals (the
+    bootstrap's, which shrink with n; default ``intervals``) when those are widened."""
+    sampling = sampling or intervals
     point = size_statistics(d, feret)
     row: dict[str, float] = {"gsd": point["gsd"]}
     for name in STATISTICS:
         lo, hi = intervals[name]
         row.update({f"{name}_nm": point[name], f"{name}_lo_nm": lo, f"{name}_hi_nm": hi})
     for name in NEEDED_FOR:
-        row[f"needed_{name}"] = particles_needed(point[name], *intervals[name], len(d))
+        row[f"needed_{name}"] = particles_needed(point[name], *sampling[name], len(d))
     return row
 
 
@@ -211,17 +215,20 @@ BOUNDARY = "+boundary"  # interval_over's mark of a widened interval
 
 
 def long_table(
-    scope: str, over: str, row: dict, intervals: dict, n: int, widened=()
+    scope: str, over: str, row: dict, intervals: dict, n: int, widened=(), sampling=None
 ) -> pd.DataFrame:
     """sizes.csv rows (:data:`SIZES_COLUMNS`): one per statistic of a scope (an image or
     ``all``), ``over`` ``particles`` or ``images`` (what the interval draws);
-    ``interval_over`` adds :data:`BOUNDARY` for the statistics in ``widened``."""
+    ``interval_over`` adds :data:`BOUNDARY` for the statistics in ``widened``; ``needed``
+    from the ``sampling`` intervals (as :func:`statistics_row`)."""
+    sampling = sampling or intervals
     rows = []
     for name in STATISTICS:
         lo, hi = intervals[name]
         value = row[f"{name}_nm"]
         kind = over + (BOUNDARY if name in widened else "")
-        rows.append([scope, over, kind, name, value, lo, hi, n, particles_needed(value, lo, hi, n)])
+        needed = particles_needed(value, *sampling[name], n)
+        rows.append([scope, over, kind, name, value, lo, hi, n, needed])
     return pd.DataFrame(rows, columns=SIZES_COLUMNS)
 
 

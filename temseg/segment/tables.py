@@ -86,14 +86,14 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool, calibr
     extra = None if calibration is None else calibration.extra()
     for job, f, scaled, fr, ok, true_mask in collected:
         d, fer, md, mf = _sizes_of([fr])
-        iv = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
-        iv = sizes.widen_intervals(d, fer, iv, extra)
+        raw = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+        iv = sizes.widen_intervals(d, fer, raw, extra)
         row = {
             "image": job.name, "frame": f, "pixel_size_nm": job.pixel_size_nm,
             "resampled": scaled, "xray_replaced": fr.xray_replaced, "removed_specks": fr.removed,
             **pt.summarize(fr.table), "networks": n_networks, "contrast": fr.contrast,
             "contrast_otsu": fr.contrast_otsu, "in_domain": ok,
-            **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv),
+            **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv, raw),
         }  # fmt: skip
         if with_truth:
             tl = pt.label_particles(true_mask)
@@ -102,7 +102,7 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool, calibr
             row.update(_truth_row([(job, f, fr, true_mask)], **boot))
         rows.append(row)
         scope = f"{job.name}[{f}]"
-        long.append(sizes.long_table(scope, "particles", row, iv, len(d), extra or ()))
+        long.append(sizes.long_table(scope, "particles", row, iv, len(d), extra or (), raw))
     if len(collected) > 1:
         rows.append(_pooled(collected, n_networks, options, with_truth, long, calibration))
     columns = IMAGE_COLUMNS + pt.SUMMARY_COLUMNS + GUARD_COLUMNS + BOUNDARY_COLUMNS + SIZE_COLUMNS
@@ -118,8 +118,8 @@ def _pooled(collected, n_networks, options, with_truth, long, calibration) -> di
     boot = {"n_boot": options.n_boot, "seed": options.seed}
     extra = None if calibration is None else calibration.extra()
     d, fer, md, mf = _sizes_of(frames)
-    iv = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
-    iv = sizes.widen_intervals(d, fer, iv, extra)
+    raw = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+    iv = sizes.widen_intervals(d, fer, raw, extra)
     table = pd.concat([fr.table for fr in frames], ignore_index=True)
     oks = np.array([c[4] for c in collected], float)
     row = {
@@ -130,12 +130,15 @@ def _pooled(collected, n_networks, options, with_truth, long, calibration) -> di
         "networks": n_networks, "contrast": float(np.nanmedian([fr.contrast for fr in frames])),
         "contrast_otsu": float(np.nanmedian([fr.contrast_otsu for fr in frames])),
         "in_domain": np.nan if np.isnan(oks).any() else float(oks.all()),
-        **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv),
+        **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv, raw),
     }  # fmt: skip
-    long.append(sizes.long_table("all", "particles", row, iv, len(d), extra or ()))
+    long.append(sizes.long_table("all", "particles", row, iv, len(d), extra or (), raw))
     groups = [(g[0], g[1]) for g in (_sizes_of([fr]) for fr in frames)]
-    over_images = sizes.widen_intervals(d, fer, sizes.image_bootstrap(groups, **boot), extra)
-    long.append(sizes.long_table("all", "images", row, over_images, len(d), extra or ()))
+    raw_images = sizes.image_bootstrap(groups, **boot)
+    over_images = sizes.widen_intervals(d, fer, raw_images, extra)
+    long.append(
+        sizes.long_table("all", "images", row, over_images, len(d), extra or (), raw_images)
+    )
     if with_truth:
         row.update(_truth_row([(c[0], c[1], c[3], c[5]) for c in collected], **boot))
     return row
