@@ -4,7 +4,9 @@
    true particle list), how many 95 % intervals of D50 and D90 (number-weighted, equivalent-
    circle diameter of particles not touching the border) contain that micrograph's true value
    (the list's ``footprint_diameter_nm``: the true label's equivalent circle), for the seed
-   ensemble and for its best network alone.
+   ensemble and for its best network alone; each with the intervals over particles (and
+   networks) only, and widened by the boundary error measured on the networks' held-out
+   test split (:mod:`temseg.segment.calibration`, what ``temseg segment`` writes by default).
 2. Split: masks of touching pairs of discs (sizes as the generator's, 12 % sd) -> count error
    of ``--split`` against the true count.
 3. Domain guard: an image like the training store and one 3x more contrasted (generator C
@@ -28,8 +30,18 @@ import pandas as pd
 
 from temseg.cli import main as cli
 from temseg.particles import label_particles, split_touching
-from temseg.segment import SegmentOptions, choose_auto, load_models, segment_images
+from temseg.segment import (
+    DEFAULT_BATCH,
+    DEFAULT_MIN_DIAMETER_NM,
+    DEFAULT_TILE,
+    SegmentOptions,
+    choose_auto,
+    load_models,
+    segment_images,
+)
+from temseg.segment.calibration import for_models
 from temseg.segment.registry import auto_candidates
+from temseg.segment.sizes import widen
 
 PRESET, PIXEL = "hr-2.2nm", 0.04
 
@@ -49,11 +61,13 @@ def true_quantiles(image: Path) -> tuple[float, float, int]:
 
 
 def coverage(models, images, folder: Path, label: str, boot: int) -> pd.DataFrame:
+    """Per image: D50 / D90 with the intervals over particles (and networks), and the same
+    widened by the networks' boundary-error term (``*_cal_*``, :func:`calibrated`)."""
     rows = []
     for img in images:
         res = segment_images([img], models, folder / f"{label}-{img.stem}",
-                             options=SegmentOptions(n_boot=boot), progress=False,
-                             log=lambda m: None)  # fmt: skip
+                             options=SegmentOptions(n_boot=boot, calibrate=False),
+                             progress=False, log=lambda m: None)  # fmt: skip
         s = res.summary.iloc[0]
         t50, t90, n_true = true_quantiles(img)
         rows.append({
@@ -65,7 +79,26 @@ def coverage(models, images, folder: Path, label: str, boot: int) -> pd.DataFram
             "in_domain": s["in_domain"], "contrast": s["contrast"],
             "contrast_otsu": s["contrast_otsu"],
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return calibrated(pd.DataFrame(rows), models)
+
+
+def calibrated(table: pd.DataFrame, models) -> pd.DataFrame:
+    """Add the intervals ``temseg segment`` writes by default: D50 / D90 widened by the
+    boundary error measured on the networks' held-out test split (the same
+    :func:`temseg.segment.sizes.widen`, applied to the same bootstrap intervals)."""
+    cal, note = for_models(models, min_diameter_nm=DEFAULT_MIN_DIAMETER_NM,
+                           tile=DEFAULT_TILE, batch_size=DEFAULT_BATCH)  # fmt: skip
+    if cal is None:
+        raise SystemExit(f"segment_validation: {note}")
+    table["boundary_mu"], table["boundary_tau"], table["boundary_rms"] = cal.mu, cal.tau, cal.rms
+    for q in ("d50", "d90"):
+        lo_hi = [widen(r[f"{q}_nm"], r[f"{q}_lo_nm"], r[f"{q}_hi_nm"], cal.extra()[q])
+                 for _, r in table.iterrows()]  # fmt: skip
+        table[f"{q}_cal_lo_nm"], table[f"{q}_cal_hi_nm"] = np.array(lo_hi).T
+        table[f"{q}_cal_covered"] = table[f"{q}_cal_lo_nm"].le(table[f"true_{q}_nm"]) & table[
+            f"{q}_cal_hi_nm"
+        ].ge(table[f"true_{q}_nm"])
+    return table
 
 
 def touching_pairs(pairs: int, seed: int, radius_px: float) -> tuple[np.ndarray, int]:
@@ -119,9 +152,17 @@ def main() -> None:
                 f"width {np.median(t['d50_hi_nm'] - t['d50_lo_nm']):.3f} nm, "
                 f"{int(t['n'].median())} particles (true {int(t['n_true'].median())})"
             )
+            r = t.iloc[0]
+            lines.append(
+                f"- {label} with the boundary-error term (held-out test split: mu "
+                f"{100 * r['boundary_mu']:+.1f} %, tau {100 * r['boundary_tau']:.1f} %, rms "
+                f"{100 * r['boundary_rms']:.1f} %): D50 in {int(t['d50_cal_covered'].sum())}"
+                f"/{len(t)}, D90 in {int(t['d90_cal_covered'].sum())}/{len(t)}; median D50 "
+                f"interval width {np.median(t['d50_cal_hi_nm'] - t['d50_cal_lo_nm']):.3f} nm"
+            )
         like = synth(tmp, 2000, args.contrast, 1024)
         bright = synth(tmp, 2000, args.bright, 1024)
-        guard = coverage(single, [like, bright], tmp, "guard", 200)
+        guard = coverage(single, [like, bright], tmp, "guard", 200)  # its intervals unused
         for r in guard.itertuples():
             lines.append(f"- guard: {r.image}: contrast score {r.contrast:.3f} (network mask), "
                          f"{r.contrast_otsu:.3f} (Otsu mask) vs training {single[0].contrast:.3f}:"

@@ -4,6 +4,8 @@ masks with known answers; the command runs on random-initialized networks (fast)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -14,9 +16,11 @@ import torch
 
 from temseg.cli import main
 from temseg.data.readers import write_calibrated_tiff
+from temseg.data.store import read_attrs, write_store
 from temseg.model import ResidualUNet, save_checkpoint
 from temseg.particles import label_particles, member_sizes, split_touching
-from temseg.segment import guard, sizes, truth
+from temseg.segment import SegmentOptions, load_models, segment_images
+from temseg.segment import calibration, guard, sizes, truth
 from tests.test_segment import write_image
 
 torch.set_num_threads(1)
@@ -219,3 +223,107 @@ def test_ensemble_run_writes_intervals_over_particles_networks_and_images(tmp_pa
     assert len(table) == 4 * len(sizes.STATISTICS)  # two images, all over particles and images
     html = (out / "index.html").read_text()
     assert "D50 =" in html and "i1_overlay_full.png" in html
+
+
+# ------------------------------------------------------------- the boundary-error term
+
+
+def test_widen_adds_the_term_in_quadrature_to_each_log_half_width():
+    lo, hi = sizes.widen(2.0, 2.0 * math.exp(-0.03), 2.0 * math.exp(0.04), 0.03)
+    assert lo == pytest.approx(2.0 * math.exp(-math.sqrt(0.03**2 + 0.03**2)), rel=1e-12)
+    assert hi == pytest.approx(2.0 * math.exp(0.05), rel=1e-12)  # sqrt(0.04^2 + 0.03^2)
+    assert sizes.widen(2.0, 1.9, 2.1, 0.0) == pytest.approx((1.9, 2.1), rel=1e-12)
+    assert sizes.widen(2.0, 2.1, 2.2, 0.1)[0] == pytest.approx(2.0 * math.exp(-0.1))  # inverted
+    lo, hi = sizes.widen(math.nan, math.nan, math.nan, 0.1)
+    assert math.isnan(lo) and math.isnan(hi)
+    d = np.array([1.0, 2, 3, 4, 10])
+    iv = {k: (1.0, 20.0) for k in sizes.STATISTICS}
+    wide = sizes.widen_intervals(d, d, iv, {"d50": 0.2})
+    lo = 3 * math.exp(-math.hypot(math.log(3), 0.2))
+    hi = 3 * math.exp(math.hypot(math.log(20 / 3), 0.2))
+    assert wide["d50"] == pytest.approx((lo, hi))
+    assert wide["d90"] == (1.0, 20.0) and sizes.widen_intervals(d, d, iv, None) is iv
+
+
+def test_between_image_spread_is_the_method_of_moments_with_its_particle_noise_removed():
+    mu, tau = calibration.between_images(np.array([-0.1, 0.0, 0.1]), np.array([1e-3, 2e-3, 3e-3]))
+    assert mu == 0.0 and tau == pytest.approx(math.sqrt(0.01 - 0.002), rel=1e-12)
+    # within-image noise larger than the spread between images: tau = 0, mu stays
+    mu, tau = calibration.between_images(np.array([-0.04, -0.02]), np.array([0.01, 0.01]))
+    assert (mu, tau) == (pytest.approx(-0.03), 0.0)
+    assert all(map(math.isnan, calibration.between_images(np.array([0.1]), np.array([0.0]))))
+    cal = calibration.Calibration("s", "test", 8, 40, -0.03, 0.04, [], 1.0)
+    assert cal.rms == pytest.approx(0.05)
+    assert cal.extra() == {"d50": pytest.approx(1.959964 * 0.05), "d90": pytest.approx(0.0979982)}
+
+
+def test_without_a_training_store_the_intervals_stay_and_say_so(tmp_path):
+    image = str(discs_image(tmp_path / "i.tif", 0.02))
+    model = str(random_checkpoint(tmp_path / "m.pt", 0.02))  # its config names no store
+    out = tmp_path / "seg"
+    assert main(["segment", image, "--model", model, "--out", str(out), "--quiet",
+                 "--bootstrap", "100", "--min-diameter-nm", "0"]) == 0  # fmt: skip
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["interval_over"].tolist() == ["particles"]
+    assert summary["boundary_rms"].isna().all()
+    table = pd.read_csv(out / "sizes.csv")
+    assert (table["interval_over"] == table["over"]).all()
+    assert not (out / "calibration.json").exists()
+    assert "no boundary-error term" in (out / "index.html").read_text()
+
+
+def tiny_store(path: Path, pixel_size_nm: float) -> str:
+    """A real patch store of dark discs: 4 test patches from 2 source images."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    masks = np.zeros((4, 64, 64), np.uint8)
+    for m, (cy, cx) in zip(masks, rng.integers(16, 48, (4, 2)), strict=True):
+        m[(yy - cy) ** 2 + (xx - cx) ** 2 < 64] = 1
+    images = (rng.standard_normal(masks.shape) - 2 * masks).astype(np.float32)
+    split = (images, masks, np.array([0, 0, 1, 1]))
+    empty = (images[:0], masks[:0], np.zeros(0, int))
+    attrs = {"pixel_size_nm": pixel_size_nm, "kind": "synthetic", "contrast": 1.0,
+             "sources": ["a", "b"], "preprocessing": {}}  # fmt: skip
+    return str(write_store(path, {"train": split, "val": empty, "test": split}, attrs))
+
+
+def test_cached_term_widens_d50_and_d90_exactly_and_marks_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEMSEG_CACHE_DIR", str(tmp_path / "cache"))
+    store = tiny_store(tmp_path / "store.zarr", 0.02)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", ResidualUNet(2, (2, 2)).eval(),
+                           {"pixel_size_nm": 0.02, "data": store})  # fmt: skip
+    models = load_models([str(ckpt)])
+    assert models[0].store == store
+    measured = [calibration.measure(models, store, min_diameter_nm=0.0, tile=64, batch_size=2)
+                for _ in range(2)]  # fmt: skip
+    assert [dataclasses.replace(m, seconds=0) for m in measured] == [
+        dataclasses.replace(measured[0], seconds=0)
+    ] * 2  # deterministic
+    # a hand-made term in the cache: segment reads it instead of measuring
+    cal = calibration.Calibration(store, "test", 8, 40, -0.03, 0.04, [0.0] * 8, 1.0)
+    path = calibration.cache_path(models, read_attrs(store)["content_hash"], min_diameter_nm=0.0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(dataclasses.asdict(cal)))
+    image = [discs_image(tmp_path / "i.tif", 0.02)]
+    opts = {"min_diameter_nm": 0.0, "n_boot": 100}
+    plain = segment_images(image, models, tmp_path / "plain", progress=False, log=print,
+                           options=SegmentOptions(calibrate=False, **opts))  # fmt: skip
+    plain = plain.summary.iloc[0]
+    res = segment_images(image, models, tmp_path / "cal", progress=False, log=print,
+                         options=SegmentOptions(**opts))  # fmt: skip
+    wide = res.summary.iloc[0]
+    assert np.isfinite(plain["d50_nm"]) and wide["d50_lo_nm"] < plain["d50_lo_nm"]
+    for q in ("d50", "d90"):
+        expect = sizes.widen(plain[f"{q}_nm"], plain[f"{q}_lo_nm"], plain[f"{q}_hi_nm"],
+                             calibration.Z * 0.05)  # fmt: skip
+        assert (wide[f"{q}_lo_nm"], wide[f"{q}_hi_nm"]) == pytest.approx(expect, rel=1e-12)
+    assert (wide["d10_lo_nm"], wide["d10_hi_nm"]) == (plain["d10_lo_nm"], plain["d10_hi_nm"])
+    # particles needed: from the bootstrap's interval, which shrinks with n; the term does not
+    assert (wide["needed_d50"], wide["needed_d90"]) == (plain["needed_d50"], plain["needed_d90"])
+    assert wide["interval_over"] == "particles; d50 d90 +boundary"
+    assert wide["boundary_rms"] == pytest.approx(0.05)
+    kinds = res.sizes.set_index("statistic")["interval_over"]
+    assert (kinds["d50"], kinds["d90"]) == ("particles+boundary",) * 2
+    assert kinds["d10"] == "particles"
+    assert json.loads((tmp_path / "cal" / "calibration.json").read_text())["tau"] == 0.04

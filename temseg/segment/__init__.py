@@ -14,7 +14,9 @@ Modules: :mod:`~temseg.segment.models` (loading networks and their pixel size),
 (tiled inference), :mod:`~temseg.segment.images` (input checks, resampling),
 :mod:`~temseg.segment.run` (the run: :func:`segment_images`), :mod:`~temseg.segment.registry`
 (several networks: a registered model's seeds, ``auto``), :mod:`~temseg.segment.sizes` (size
-statistics with bootstrap intervals), :mod:`~temseg.segment.guard` (the domain guard),
+statistics with bootstrap intervals), :mod:`~temseg.segment.calibration` (the per-image
+boundary error measured on held-out data, which widens D50 / D90),
+:mod:`~temseg.segment.guard` (the domain guard),
 :mod:`~temseg.segment.truth` (comparison with true masks), :mod:`~temseg.segment.tables`
 (the CSV tables) and :mod:`~temseg.segment.page` (the report page).
 """

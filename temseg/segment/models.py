@@ -33,6 +33,7 @@ class SegmentModel:
     kind: str  # "temseg", "mlflow" or "legacy"
     card: dict[str, Any] = field(default_factory=dict)
     contrast: float | None = None  # contrast score of the training store (temseg.data.contrast)
+    store: str | None = None  # the patch store it was trained on (its config's ``data``)
 
     @property
     def flat_field(self) -> bool:
@@ -242,4 +243,5 @@ def load_model(
         from temseg.data.preprocess import store_flat_field
 
         card["flat_field"] = store_flat_field(config.get("data"))
-    return SegmentModel(net, pixel, str(spec), kind, card, contrast)
+    store = None if kind == "legacy" else config.get("data")
+    return SegmentModel(net, pixel, str(spec), kind, card, contrast, store or None)

@@ -112,9 +112,15 @@ def _rows(summary: pd.DataFrame, truth: bool) -> str:
 def _headline(p: pd.Series, n_networks: int) -> str:
     need = max(p[f"needed_{s}"] for s in ("d50", "d90", "dvmean"))
     enough = "enough" if np.isfinite(need) and p["count_interior"] >= need else "not enough"
+    boundary = (
+        f" and, for D50 and D90, the per-image boundary error measured on held-out data (rms "
+        f"{100 * p['boundary_rms']:.1f} %)"
+        if np.isfinite(p["boundary_rms"])
+        else "; no boundary-error term: see the notes"
+    )
     return (
         f"<p class='head'><b>D50 = {_ci(p, 'd50')} nm</b> (95 % interval over particles"
-        f"{' and ' + str(n_networks) + ' networks' if n_networks > 1 else ''}); "
+        f"{', ' + str(n_networks) + ' networks' if n_networks > 1 else ''}{boundary}); "
         f"D90 = {_ci(p, 'd90')} nm; volume-weighted D[4,3] = {_ci(p, 'dvmean')} nm; "
         f"GSD {p['gsd']:.3g}. Particles measured / needed for +-5 % at 95 %: "
         f"{int(p['count_interior'])} / {need:.0f} ({enough}).</p>"
@@ -163,7 +169,8 @@ def write_page(out: Path, result, models, collected) -> None:
         f"{_rows(result.summary, truth)}"
         f"<div class='row'><img src='sizes.png' width='460'><div><ul>{notes}</ul>"
         f"<h2>Networks ({len(models)})</h2><ul><small>{nets}</small></ul></div></div>"
-        "<p><small>Brackets: 95 % bootstrap intervals. D10/D50/D90: number-weighted "
+        "<p><small>Brackets: 95 % bootstrap intervals (D50 and D90 also with the boundary "
+        "error, when the headline says so). D10/D50/D90: number-weighted "
         "equivalent-circle diameters of particles not touching the border; Dv50 and D[4,3]: "
         "volume-weighted. Files: <a href='summary.csv'>summary.csv</a>, "
         "<a href='sizes.csv'>sizes.csv</a> (every statistic, number and volume weighted, "

@@ -6,6 +6,7 @@ inference, and that a margin one pool cell short does differ (:mod:`temseg.segme
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +18,7 @@ if TYPE_CHECKING:  # torch is imported where it runs, so `temseg --help` stays i
     import torch
 
     from temseg.model import ResidualUNet
+    from temseg.segment.models import SegmentModel
 
 DEFAULT_TILE = 1024
 DEFAULT_BATCH = 4
@@ -96,3 +98,17 @@ def predict_tiled(
         for m, ((y0, _, ky0, ky1), (x0, _, kx0, kx1)) in zip(masks, chunk, strict=True):
             out[ky0:ky1, kx0:kx1] = m[ky0 - y0 : ky1 - y0, kx0 - x0 : kx1 - x0]
     return out[:h, :w]
+
+
+def predict_ensemble(
+    models: Sequence[SegmentModel], image: np.ndarray, *, tile: int, batch_size: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The ensemble's mask (mean probability > 0.5) and each network's own mask."""
+    logits = [
+        predict_tiled(m.net, image, tile=tile, batch_size=batch_size, logits=True) for m in models
+    ]
+    members = [(z > 0).astype(np.uint8) for z in logits]
+    if len(models) == 1:
+        return members[0], members
+    mean = np.mean([1.0 / (1.0 + np.exp(-z.astype(np.float64))) for z in logits], axis=0)
+    return (mean > 0.5).astype(np.uint8), members

@@ -14,12 +14,13 @@ intervals (:mod:`temseg.segment.sizes`).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import pandas as pd
 from temseg.segment import guard
 from temseg.segment.images import ImageJob, back_to, check_images, resample_to
 from temseg.segment.models import SegmentModel
-from temseg.segment.predict import DEFAULT_BATCH, DEFAULT_TILE, predict_tiled
+from temseg.segment.predict import DEFAULT_BATCH, DEFAULT_TILE, predict_ensemble
 from temseg.segment.sizes import DEFAULT_BOOT
 
 DEFAULT_MIN_DIAMETER_NM = 1.0  # specks below this are not particles (Au NPs of 2-20 nm)
@@ -48,6 +49,7 @@ class SegmentOptions:
     n_boot: int = DEFAULT_BOOT
     seed: int = 0
     flat_field: bool | None = None  # None: as the networks were trained (SegmentModel)
+    calibrate: bool = True  # widen D50/D90 by the boundary error (temseg.segment.calibration)
 
     def flat_field_for(self, models: Sequence[SegmentModel]) -> bool:
         """Whether to flat-field: the option, else what the networks trained with (they must
@@ -101,20 +103,6 @@ class SegmentResult:
     sizes: pd.DataFrame  # sizes.csv: every statistic with its interval, long format
     particles: pd.DataFrame  # particles.csv
     notes: list[str] = field(default_factory=list)
-
-
-def predict_ensemble(
-    models: Sequence[SegmentModel], image: np.ndarray, *, tile: int, batch_size: int
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The ensemble's mask (mean probability > 0.5) and each network's own mask."""
-    logits = [
-        predict_tiled(m.net, image, tile=tile, batch_size=batch_size, logits=True) for m in models
-    ]
-    members = [(z > 0).astype(np.uint8) for z in logits]
-    if len(models) == 1:
-        return members[0], members
-    mean = np.mean([1.0 / (1.0 + np.exp(-z.astype(np.float64))) for z in logits], axis=0)
-    return (mean > 0.5).astype(np.uint8), members
 
 
 def _segment_frame(
@@ -237,7 +225,8 @@ def segment_images(
         differs from the models' are otherwise refused when > 10 % off, and images that
         differ from each other by > 1 %), x-ray threshold, ``min_diameter_nm`` (smaller
         components are removed: ``removed_specks``), tiles, ``split`` (touching particles,
-        :func:`temseg.particles.split_touching`), bootstrap replicates and seed.
+        :func:`temseg.particles.split_touching`), bootstrap replicates and seed, ``calibrate``
+        (D50 / D90 widened by the boundary error, :mod:`temseg.segment.calibration`).
     truth
         One binary mask per image (same frames and shape): adds dice, count and size errors
         with intervals (:mod:`temseg.segment.truth`).
@@ -248,7 +237,7 @@ def segment_images(
         ``out`` holds ``<name>_mask.tif`` per image (uint8 0/1, the image's shape, ImageJ
         calibration), ``particles.csv``, ``summary.csv``, ``sizes.csv``,
         ``<name>_overlay.png`` (at most 1024 px a side) and ``<name>_overlay_full.png``,
-        ``sizes.png`` and ``index.html``.
+        ``sizes.png``, ``index.html`` and, with the boundary-error term, ``calibration.json``.
     """
     from temseg.segment import tables
     from temseg.segment.page import write_page
@@ -264,12 +253,14 @@ def segment_images(
     )  # fmt: skip
     for m in models:
         say(f"model: {m.describe()}")
+    flat = options.flat_field_for(models)  # refuses a mixed ensemble before any work
+    calibration, notes = _calibration(models, options, say)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    flat = options.flat_field_for(models)
     notes = [
         f"flat field {'on' if flat else 'off'} "
-        f"({'as the network was trained' if options.flat_field is None else 'given'})"
+        f"({'as the network was trained' if options.flat_field is None else 'given'})",
+        *notes,
     ]
     bar = _progress(sum(j.frames for j in jobs), progress)
     try:
@@ -278,8 +269,12 @@ def segment_images(
             collected += _segment_job(job, models, options, tmp, notes, say, bar)
             if bar is None and progress:
                 say(f"segment: {n}/{len(jobs)} {job.path.name} ({job.frames} frame(s))")
-        result = tables.build(collected, len(models), options, with_truth=bool(truth))
+        result = tables.build(
+            collected, len(models), options, with_truth=bool(truth), calibration=calibration
+        )
         result = SegmentResult(tmp, *result, notes=notes)
+        if calibration is not None:
+            (tmp / "calibration.json").write_text(json.dumps(asdict(calibration), indent=1))
         if any(j.frames > 1 for j in jobs):
             notes.append("stacks: the overlays show frame 0; every frame is in the tables")
         write_page(tmp, result, models, collected)
@@ -292,6 +287,21 @@ def segment_images(
             bar.close()
     result.out = out
     return result
+
+
+def _calibration(models: Sequence[SegmentModel], options: SegmentOptions, say):
+    """The boundary-error term (or ``None``) and the notes, told, on it (none with
+    ``calibrate=False``)."""
+    if not options.calibrate:
+        return None, []
+    from temseg.segment.calibration import for_models
+
+    calibration, note = for_models(
+        models, min_diameter_nm=options.min_diameter_nm, tile=options.tile,
+        batch_size=options.batch_size,
+    )  # fmt: skip
+    say(note)
+    return calibration, [note]
 
 
 def choose_auto(

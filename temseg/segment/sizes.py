@@ -32,6 +32,8 @@ geometric spread of 1.6, more than 6,000 for a repeatable volume mean and about 
 D90). Here the count is read from the measured interval, whose width shrinks as 1/sqrt(n):
 ``needed = n * (half_width / (PRECISION * value))**2`` particles for a 95 % interval within
 +-5 % of the statistic (a count below ``n`` means the measurement already has that precision).
+It is read from the bootstrap's interval, never from one widened by a term that does not
+shrink with ``n`` (:func:`widen`, the boundary error of :mod:`temseg.segment.calibration`).
 """
 
 from __future__ import annotations
@@ -190,29 +192,69 @@ def particles_needed(value: float, lo: float, hi: float, n: int) -> float:
 
 
 def statistics_row(
-    d: np.ndarray, feret: np.ndarray, intervals: dict[str, tuple[float, float]]
+    d: np.ndarray, feret: np.ndarray, intervals: dict[str, tuple[float, float]], sampling=None
 ) -> dict[str, float]:
     """One summary.csv row: ``gsd``, every ``<stat>_nm`` with its interval,
-    and ``needed_<stat>`` for :data:`NEEDED_FOR`."""
+    and ``needed_<stat>`` for :data:`NEEDED_FOR`, read from the ``sampling`` intervals (the
+    bootstrap's, which shrink with n; default ``intervals``) when those are widened."""
+    sampling = sampling or intervals
     point = size_statistics(d, feret)
     row: dict[str, float] = {"gsd": point["gsd"]}
     for name in STATISTICS:
         lo, hi = intervals[name]
         row.update({f"{name}_nm": point[name], f"{name}_lo_nm": lo, f"{name}_hi_nm": hi})
     for name in NEEDED_FOR:
-        row[f"needed_{name}"] = particles_needed(point[name], *intervals[name], len(d))
+        row[f"needed_{name}"] = particles_needed(point[name], *sampling[name], len(d))
     return row
 
 
-SIZES_COLUMNS = ["scope", "over", "statistic", "value_nm", "lo_nm", "hi_nm", "n", "needed"]
+SIZES_COLUMNS = [
+    "scope", "over", "interval_over", "statistic", "value_nm", "lo_nm", "hi_nm", "n", "needed",
+]  # fmt: skip
+BOUNDARY = "+boundary"  # interval_over's mark of a widened interval
 
 
-def long_table(scope: str, over: str, row: dict, intervals: dict, n: int) -> pd.DataFrame:
+def long_table(
+    scope: str, over: str, row: dict, intervals: dict, n: int, widened=(), sampling=None
+) -> pd.DataFrame:
     """sizes.csv rows (:data:`SIZES_COLUMNS`): one per statistic of a scope (an image or
-    ``all``), ``over`` ``particles`` or ``images`` (what the interval draws)."""
+    ``all``), ``over`` ``particles`` or ``images`` (what the interval draws);
+    ``interval_over`` adds :data:`BOUNDARY` for the statistics in ``widened``; ``needed``
+    from the ``sampling`` intervals (as :func:`statistics_row`)."""
+    sampling = sampling or intervals
     rows = []
     for name in STATISTICS:
         lo, hi = intervals[name]
         value = row[f"{name}_nm"]
-        rows.append([scope, over, name, value, lo, hi, n, particles_needed(value, lo, hi, n)])
+        kind = over + (BOUNDARY if name in widened else "")
+        needed = particles_needed(value, *sampling[name], n)
+        rows.append([scope, over, kind, name, value, lo, hi, n, needed])
     return pd.DataFrame(rows, columns=SIZES_COLUMNS)
+
+
+def widen(value: float, lo: float, hi: float, extra: float) -> tuple[float, float]:
+    """Widen an interval by ``extra`` in quadrature on the log scale: each side's log
+    half-width ``a`` (``ln(value / lo)``, ``ln(hi / value)``; 0 if the side is inverted)
+    becomes ``sqrt(a**2 + extra**2)``. NaN stays NaN; ``extra = 0`` returns the interval.
+
+    >>> [round(x, 6) for x in widen(2.0, 2.0 * math.exp(-0.03), 2.0 * math.exp(0.04), 0.03)]
+    [1.916922, 2.102542]
+    """
+    if not (np.isfinite([value, lo, hi, extra]).all() and value > 0 and lo > 0):
+        return lo, hi
+    a_lo, a_hi = max(math.log(value / lo), 0.0), max(math.log(hi / value), 0.0)
+    return (
+        value * math.exp(-math.hypot(a_lo, extra)),
+        value * math.exp(math.hypot(a_hi, extra)),
+    )
+
+
+def widen_intervals(
+    d: np.ndarray, feret: np.ndarray, intervals: dict, extra: dict[str, float] | None
+) -> dict[str, tuple[float, float]]:
+    """``intervals`` with each statistic of ``extra`` widened by its term (:func:`widen`)
+    around the point estimate of the sizes ``d``, ``feret``; the others unchanged."""
+    if not extra:
+        return intervals
+    point = size_statistics(d, feret)
+    return {**intervals, **{k: widen(point[k], *intervals[k], e) for k, e in extra.items()}}

@@ -4,7 +4,9 @@ summary.csv has one row per image and frame and, with more than one, a last row
 ``image = all`` pooling their particles. Columns: the image's own (pixel size, resampling,
 x-rays, specks), the counts and the old mean / median / sd diameter
 (:data:`temseg.particles.SUMMARY_COLUMNS`), ``networks`` (ensemble size), ``contrast`` and
-``in_domain`` (:mod:`temseg.segment.guard`), every size statistic with its 95 % interval
+``in_domain`` (:mod:`temseg.segment.guard`), ``interval_over`` and ``boundary_rms`` (what
+the intervals draw; D50 and D90 widened by the boundary error of
+:mod:`temseg.segment.calibration` when measured), every size statistic with its 95 % interval
 over particles (and networks) (:mod:`temseg.segment.sizes`), and with ``--truth`` the
 comparison (:mod:`temseg.segment.truth`). sizes.csv has every statistic in long format, and
 for the pooled row also the interval over images.
@@ -20,6 +22,7 @@ from temseg.segment import sizes, truth
 
 IMAGE_COLUMNS = ["image", "frame", "pixel_size_nm", "resampled", "xray_replaced", "removed_specks"]
 GUARD_COLUMNS = ["networks", "contrast", "contrast_otsu", "in_domain"]
+BOUNDARY_COLUMNS = ["interval_over", "boundary_rms"]
 SIZE_COLUMNS = ["gsd", *sizes.interval_columns(), *(f"needed_{n}" for n in sizes.NEEDED_FOR)]
 
 
@@ -62,19 +65,35 @@ def _sizes_of(frames: list) -> tuple[np.ndarray, ...]:
     return d, f, md, mf
 
 
-def build(collected: list, n_networks: int, options, *, with_truth: bool):
+def _boundary(n_networks: int, calibration) -> dict:
+    """summary.csv's :data:`BOUNDARY_COLUMNS`: what the intervals draw and, if the D50 /
+    D90 intervals carry the boundary-error term (:mod:`temseg.segment.calibration`), its
+    per-image rms (log scale; NaN without the term)."""
+    over = "particles" + ("+networks" if n_networks > 1 else "")
+    if calibration is None:
+        return {"interval_over": over, "boundary_rms": np.nan}
+    return {
+        "interval_over": f"{over}; d50 d90 {sizes.BOUNDARY}",
+        "boundary_rms": calibration.rms,
+    }
+
+
+def build(collected: list, n_networks: int, options, *, with_truth: bool, calibration=None):
     """(summary, sizes, particles) from ``(job, frame, resampled, Frame, in_domain,
-    true_mask)`` per segmented frame."""
+    true_mask)`` per segmented frame; ``calibration`` (or ``None``) widens D50 and D90."""
     rows, long = [], []
     boot = {"n_boot": options.n_boot, "seed": options.seed}
+    extra = None if calibration is None else calibration.extra()
     for job, f, scaled, fr, ok, true_mask in collected:
         d, fer, md, mf = _sizes_of([fr])
-        iv = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+        raw = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+        iv = sizes.widen_intervals(d, fer, raw, extra)
         row = {
             "image": job.name, "frame": f, "pixel_size_nm": job.pixel_size_nm,
             "resampled": scaled, "xray_replaced": fr.xray_replaced, "removed_specks": fr.removed,
             **pt.summarize(fr.table), "networks": n_networks, "contrast": fr.contrast,
-            "contrast_otsu": fr.contrast_otsu, "in_domain": ok, **sizes.statistics_row(d, fer, iv),
+            "contrast_otsu": fr.contrast_otsu, "in_domain": ok,
+            **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv, raw),
         }  # fmt: skip
         if with_truth:
             tl = pt.label_particles(true_mask)
@@ -82,10 +101,11 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool):
             row.update(pt.compare_with_truth(fr.table, fr.labels, tt, tl))
             row.update(_truth_row([(job, f, fr, true_mask)], **boot))
         rows.append(row)
-        long.append(sizes.long_table(f"{job.name}[{f}]", "particles", row, iv, len(d)))
+        scope = f"{job.name}[{f}]"
+        long.append(sizes.long_table(scope, "particles", row, iv, len(d), extra or (), raw))
     if len(collected) > 1:
-        rows.append(_pooled(collected, n_networks, options, with_truth, long))
-    columns = IMAGE_COLUMNS + pt.SUMMARY_COLUMNS + GUARD_COLUMNS + SIZE_COLUMNS
+        rows.append(_pooled(collected, n_networks, options, with_truth, long, calibration))
+    columns = IMAGE_COLUMNS + pt.SUMMARY_COLUMNS + GUARD_COLUMNS + BOUNDARY_COLUMNS + SIZE_COLUMNS
     if with_truth:
         columns += pt.TRUTH_COLUMNS + truth.TRUTH_INTERVAL_COLUMNS
     summary = pd.DataFrame(rows, columns=columns)
@@ -93,11 +113,13 @@ def build(collected: list, n_networks: int, options, *, with_truth: bool):
     return summary, pd.concat(long, ignore_index=True), particles
 
 
-def _pooled(collected, n_networks, options, with_truth, long) -> dict:
+def _pooled(collected, n_networks, options, with_truth, long, calibration) -> dict:
     frames = [c[3] for c in collected]
     boot = {"n_boot": options.n_boot, "seed": options.seed}
+    extra = None if calibration is None else calibration.extra()
     d, fer, md, mf = _sizes_of(frames)
-    iv = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+    raw = sizes.particle_bootstrap(d, fer, members_d=md, members_feret=mf, **boot)
+    iv = sizes.widen_intervals(d, fer, raw, extra)
     table = pd.concat([fr.table for fr in frames], ignore_index=True)
     oks = np.array([c[4] for c in collected], float)
     row = {
@@ -108,12 +130,14 @@ def _pooled(collected, n_networks, options, with_truth, long) -> dict:
         "networks": n_networks, "contrast": float(np.nanmedian([fr.contrast for fr in frames])),
         "contrast_otsu": float(np.nanmedian([fr.contrast_otsu for fr in frames])),
         "in_domain": np.nan if np.isnan(oks).any() else float(oks.all()),
-        **sizes.statistics_row(d, fer, iv),
+        **_boundary(n_networks, calibration), **sizes.statistics_row(d, fer, iv, raw),
     }  # fmt: skip
-    long.append(sizes.long_table("all", "particles", row, iv, len(d)))
+    long.append(sizes.long_table("all", "particles", row, iv, len(d), extra or (), raw))
     groups = [(g[0], g[1]) for g in (_sizes_of([fr]) for fr in frames)]
+    raw_images = sizes.image_bootstrap(groups, **boot)
+    over_images = sizes.widen_intervals(d, fer, raw_images, extra)
     long.append(
-        sizes.long_table("all", "images", row, sizes.image_bootstrap(groups, **boot), len(d))
+        sizes.long_table("all", "images", row, over_images, len(d), extra or (), raw_images)
     )
     if with_truth:
         row.update(_truth_row([(c[0], c[1], c[3], c[5]) for c in collected], **boot))
