@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from temseg.analysis import plateau
+from temseg.analysis import contrast_trend
 from temseg.analysis.columns import (
     DICE_FORM,
 )
@@ -146,7 +146,7 @@ def findings(
     summary: pd.DataFrame,
 ) -> list[str]:
     out = []
-    keys = list(plateau.TREND_KEYS)
+    keys = list(contrast_trend.TREND_KEYS)
     for (pixel_size, n_blocks, strategy), g in plateaus.groupby(keys):
         g = g[np.isfinite(g["contrast"])].sort_values("contrast")
         if len(g) < 2:

@@ -21,8 +21,8 @@ Two questions, answered from the plateau fits (:mod:`temseg.analysis.plateau`):
 
 2. :func:`fit_trend` / :func:`predict_onset`, for a new store: the onset of the plateau (nm)
    against measured contrast is a power law, ln(onset_nm) = a + b ln(contrast), fitted over
-   the levels whose onset lies inside the tested RFs (as :func:`plateau.onset_trend`); the
-   prediction at the new store's contrast has a 95% prediction interval (t with n - 2 dof,
+   the levels whose onset lies inside the tested RFs (as :func:`contrast_trend.onset_trend`);
+   the prediction at the new store's contrast has a 95% prediction interval (t with n - 2 dof,
    s sqrt(1 + 1/n + (x0 - xbar)^2 / Sxx) in log space) from 3 levels on; with 2 levels the
    line passes through both and has no interval; with fewer the trend is undetermined.
    :func:`leave_one_level_out` scores it: each level with a measured onset is predicted from
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from temseg.analysis import plateau
+from temseg.analysis import contrast_trend, plateau
 from temseg.receptive_field import (
     Architecture,
     forward_flops,
@@ -427,7 +427,7 @@ def fit_trend(group: pd.DataFrame, like: pd.Series | None = None) -> TrendFit:
     row of the group) names the group when ``group`` is empty (a level held out of one)."""
     g = group
     ref = like if like is not None else g.iloc[0]
-    measured = plateau.trend_members(g)
+    measured = contrast_trend.trend_members(g)
     cens = g["onset_censored"] if "onset_censored" in g else pd.Series("none", g.index)
     rises = g["verdict"] == plateau.RISES
     base = dict(
@@ -481,7 +481,8 @@ def fit_trend(group: pd.DataFrame, like: pd.Series | None = None) -> TrendFit:
 
 def trend_groups(plateaus: pd.DataFrame) -> list[TrendFit]:
     """:func:`fit_trend` for every (pixel size, N, strategy) group, most onsets first."""
-    fits = [fit_trend(g) for _, g in plateaus.groupby(list(plateau.TREND_KEYS), dropna=False)]
+    groups = plateaus.groupby(list(contrast_trend.TREND_KEYS), dropna=False)
+    fits = [fit_trend(g) for _, g in groups]
     return sorted(
         fits, key=lambda t: (-t.n_with_onset, t.num_blocks, t.strategy != "pooling", t.strategy)
     )
@@ -521,8 +522,8 @@ def leave_one_level_out(
     """
     sizes = object_size_nm or {}
     rows = []
-    for _, g in plateaus.groupby(list(plateau.TREND_KEYS), dropna=False):
-        measured_idx = set(plateau.trend_members(g).index)
+    for _, g in plateaus.groupby(list(contrast_trend.TREND_KEYS), dropna=False):
+        measured_idx = set(contrast_trend.trend_members(g).index)
         for i, level in g.iterrows():
             rest = fit_trend(g.drop(index=i), like=level)
             c = float(level["contrast"])

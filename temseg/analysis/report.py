@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import answer, collect, plateau, recommend
+from temseg.analysis import answer, collect, contrast_trend, plateau, recommend
 from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, re-exported)
     DICE_FORM,
@@ -259,7 +259,7 @@ def write_report(
     if len(improving):
         histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
         improving = answer.still_improving(trials, histories)
-    trend = plateau.onset_trend(plateaus)
+    trend = contrast_trend.onset_trend(plateaus)
     erf_fits = analysis_erf.erf_fits(done, rng=rng)
     recommendation = recommend.recommend(done, plateaus)
     held_out = recommend.leave_one_level_out(plateaus, recommend.object_sizes(done))
