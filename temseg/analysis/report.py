@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import answer, collect, contrast_trend, plateau, recommend
+from temseg.analysis import answer, collect, contrast_trend, onset_prediction, plateau, recommend
 from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, re-exported)
     DICE_FORM,
@@ -262,7 +262,7 @@ def write_report(
     trend = contrast_trend.onset_trend(plateaus)
     erf_fits = analysis_erf.erf_fits(done, rng=rng)
     recommendation = recommend.recommend(done, plateaus)
-    held_out = recommend.leave_one_level_out(plateaus, recommend.object_sizes(done))
+    held_out = onset_prediction.leave_one_level_out(plateaus, onset_prediction.object_sizes(done))
     failed = collect.failed(trials)[FAILED_COLUMNS]
 
     evals, fourier, fn = _evaluate_datasets(client, trials, done, networks, max_patches, notes)
