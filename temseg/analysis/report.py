@@ -199,6 +199,21 @@ def _plot_figures(
     return figures + examples
 
 
+def _reportable_trials(experiment: str, client) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trial of ``experiment`` and the finished ones; ValueError when none finished."""
+    trials = collect.load_runs(experiment, client=client)
+    if trials.empty:
+        raise ValueError(f"experiment {experiment!r} at {client.tracking_uri} has no runs")
+    done = collect.finished(trials)
+    if done.empty:
+        counts = trials["status"].value_counts().to_dict()
+        raise ValueError(
+            f"experiment {experiment!r} has {len(trials)} trial(s) ({counts}) but none "
+            "finished with a test_hard_dice metric: nothing to report"
+        )
+    return trials, done
+
+
 def write_report(
     experiment: str,
     tracking_uri: str | None = None,
@@ -236,16 +251,7 @@ def write_report(
         Unknown experiment, or no finished run with a test dice; nothing is written then.
     """
     client = collect.client_for(tracking_uri)
-    trials = collect.load_runs(experiment, client=client)
-    if trials.empty:
-        raise ValueError(f"experiment {experiment!r} at {client.tracking_uri} has no runs")
-    done = collect.finished(trials)
-    if done.empty:
-        counts = trials["status"].value_counts().to_dict()
-        raise ValueError(
-            f"experiment {experiment!r} has {len(trials)} trial(s) ({counts}) but none "
-            "finished with a test_hard_dice metric: nothing to report"
-        )
+    trials, done = _reportable_trials(experiment, client)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
