@@ -252,11 +252,7 @@ def fit_plateau(
         lo_hi["plateau"], lo_hi["onset"] = lo_hi["mean"], (nan, nan)
         reached = True
     else:
-        reached = bool(np.isfinite(onset) and onset <= rf.max())
-        if np.isfinite(onset) and not reached:
-            notes.append("plateau not reached within the RFs tested: onset extrapolated")
-        if np.isfinite(onset) and onset < np.unique(rf)[1]:
-            notes.append("onset below the second-smallest RF: not resolved by the grid")
+        reached = _onset_reached(onset, rf, notes)
 
     return PlateauFit(
         onset_censored=_censoring(verdict, onset, reached, rf),
@@ -326,6 +322,16 @@ def _noise(
     e = np.exp(-(x - float(x.min())) / tau)
     gain_se = sigma / math.sqrt(float(((e - e.mean()) ** 2).sum()))
     return sigma, dof, source, gain_se
+
+
+def _onset_reached(onset: float, rf: np.ndarray, notes: list[str]) -> bool:
+    """Whether the onset lies within the RFs tested; notes an extrapolated or unresolved one."""
+    reached = bool(np.isfinite(onset) and onset <= rf.max())
+    if np.isfinite(onset) and not reached:
+        notes.append("plateau not reached within the RFs tested: onset extrapolated")
+    if np.isfinite(onset) and onset < np.unique(rf)[1]:
+        notes.append("onset below the second-smallest RF: not resolved by the grid")
+    return reached
 
 
 def _censoring(verdict: str, onset: float, reached: bool, rf: np.ndarray) -> str:
