@@ -37,16 +37,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from temseg.config import RESOURCE_KEYS, TrainConfig, from_dict, to_dict
+from temseg.config import TrainConfig, from_dict, to_dict
 from temseg.data.augment import dihedral
 from temseg.data.store import load_sources, load_split, read_attrs
 from temseg.erf import effective_receptive_field
 from temseg.metrics import DiceAccumulator
 from temseg.model import ResidualUNet, count_parameters, load_checkpoint, save_checkpoint
 from temseg.receptive_field import check_input_size
+from temseg.train_state import Progress, resume, save_progress
 from temseg.trial import TEST_IMAGES_FILE, TEST_IMAGES_FORMAT
 
-STATE_FORMAT = "temseg-train-state/1"
 Report = Callable[[dict[str, Any]], None]
 EPOCH_METRICS = ("train_loss", "train_hard_dice", "val_loss", "val_hard_dice", "val_soft_dice")
 # also per epoch: its seconds (training and validation, not the recorded test) and, with
@@ -231,17 +231,6 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.lr
 
 
-def _trained(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that decides what is trained (not where or on what device)."""
-    return {k: v for k, v in config.items() if k not in RESOURCE_KEYS}
-
-
-def _save_state(path: Path, **state: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": STATE_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-
-
 def fit(
     config: TrainConfig | dict[str, Any],
     report: Report | None = None,
@@ -273,21 +262,9 @@ def fit(
     ``test_*`` metrics, ``erf50_px``/``erf95_px``/``erf95_nm``, ``n_params``, ``rf_px``, ``best_checkpoint`` (path) and ``seconds``.
     """
     cfg = config if isinstance(config, TrainConfig) else from_dict(TrainConfig, config)
-    if not os.path.isabs(cfg.data):
-        raise ValueError(f"config.data must be an absolute path (got {cfg.data!r})")
-    attrs = read_attrs(cfg.data)
-    check_input_size(int(attrs["patch_size"]), cfg.pools)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and cfg.gpu_fraction > 0:
-        torch.cuda.set_per_process_memory_fraction(min(cfg.gpu_fraction, 1.0), device)
+    device = _checked_device(cfg)
     say = log or (lambda msg: None)
-
-    if workdir is None:
-        import tempfile
-
-        workdir = tempfile.mkdtemp(prefix="temseg-fit-")
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = _make_workdir(workdir)
     resolved = to_dict(cfg)
     (workdir / "config.json").write_text(json.dumps(resolved, indent=2))
 
@@ -299,105 +276,90 @@ def fit(
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     test = Split(cfg.data, "test", device, augment=cfg.augment) if cfg.record_test else None
-    history: dict[str, list[float]] = {k: [] for k in EPOCH_METRICS + TIMED_METRICS}
-    best_epoch, best_dice, start_epoch, elapsed = 0, -math.inf, 1, 0.0
-
-    last, reported = workdir / "last.pt", workdir / "reported"
+    progress = Progress({k: [] for k in EPOCH_METRICS + TIMED_METRICS})
+    last = workdir / "last.pt"
 
     def emit(epoch: int) -> dict[str, Any]:
-        """Report a saved epoch, then mark it reported (at-least-once: see below)."""
-        row = {"epoch": epoch, **{k: history[k][epoch - 1] for k in EPOCH_METRICS}}
-        row.update({k: history[k][epoch - 1] for k in TIMED_METRICS if len(history[k]) >= epoch})
-        row.update(best_epoch=best_epoch, best_val_hard_dice=best_dice, seconds=elapsed)
-        if epoch == cfg.epochs:
-            row.update(_test(cfg, workdir, device))
-            row["done"] = True
-        say(
-            f"epoch {epoch}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
-            f"val_hard_dice {row['val_hard_dice']:.4f} ({elapsed:.0f} s)"
-        )
-        if report is not None:
-            report(row)
-        reported.write_text(f"{epoch}\n")
-        return row
+        return _emit(epoch, progress, cfg, workdir, device, say=say, report=report)
 
     row: dict[str, Any] = {}
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
-        if state.get("format") != STATE_FORMAT or _trained(state["config"]) != _trained(resolved):
-            raise ValueError(f"{last}: training state of another config; remove it to start over")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = {k: [] for k in TIMED_METRICS} | state["history"]  # older states lack them
-        best_epoch, best_dice = state["best_epoch"], state["best_val_hard_dice"]
-        start_epoch, elapsed = state["epoch"] + 1, state["seconds"]
-        say(f"resuming after epoch {state['epoch']} of {cfg.epochs}")
+        saved_epoch = resume(last, progress, model, optimizer, resolved, device, TIMED_METRICS)
+        say(f"resuming after epoch {saved_epoch} of {cfg.epochs}")
         # The state of an epoch is saved before its report; if the report did not complete
         # (a crash in the listener, an unreachable tracking server), report it again now
         # rather than losing it. Listeners see an epoch at least once (temseg.sweep.runtime logs each
         # epoch to MLflow once).
+        reported = workdir / "reported"
         done_epoch = int(reported.read_text()) if reported.exists() else 0
-        if done_epoch < state["epoch"]:
-            row = emit(state["epoch"])
+        if done_epoch < saved_epoch:
+            row = emit(saved_epoch)
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    history = progress.history
+    for epoch in range(progress.start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        acc = DiceAccumulator(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        order = epoch_order(cfg.seed, epoch, len(train))
-        steps = math.ceil(len(order) / cfg.batch_size)
-        for i, start in enumerate(range(0, len(order), cfg.batch_size)):
-            x, y = train.batch(order[start : start + cfg.batch_size])
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, (epoch - 1) * steps + i, cfg.epochs * steps)
-            train_step(
-                model,
-                optimizer,
-                x,
-                y,
-                device=device,
-                precision=cfg.precision,
-                acc=acc,
-                loss_sum=loss_sum,
-            )
-        tr = acc.compute()
+        train_loss, tr = _train_epoch(model, optimizer, train, cfg, epoch, device)
         va = evaluate(model, val, batch_size=cfg.batch_size, device=device, precision=cfg.precision)
-        history["train_loss"].append(float(loss_sum) / len(train))
+        history["train_loss"].append(train_loss)
         history["train_hard_dice"].append(tr["hard_dice"])
         history["val_loss"].append(va["loss"])
         history["val_hard_dice"].append(va["hard_dice"])
         history["val_soft_dice"].append(va["soft_dice"])
-        if va["hard_dice"] > best_dice:
-            best_epoch, best_dice = epoch, va["hard_dice"]
+        if va["hard_dice"] > progress.best_dice:
+            progress.best_epoch, progress.best_dice = epoch, va["hard_dice"]
             save_checkpoint(workdir / "best.pt", model, resolved)
         seconds = time.perf_counter() - t0
-        elapsed += seconds
+        progress.elapsed += seconds
         history["epoch_seconds"].append(seconds)
         if test is not None:
             te = evaluate(
                 model, test, batch_size=cfg.batch_size, device=device, precision=cfg.precision
             )
             history["epoch_test_hard_dice"].append(te["hard_dice"])
-        _save_state(
-            last,
-            config=resolved,
-            epoch=epoch,
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            history=history,
-            best_epoch=best_epoch,
-            best_val_hard_dice=best_dice,
-            seconds=elapsed,
-        )
+        save_progress(last, epoch, progress, model, optimizer, resolved)
         row = emit(epoch)
     if "test_hard_dice" not in row:  # resumed a finished, reported run: only the answer is left
         row = _test(cfg, workdir, device)
+    return _result(row, progress, model, cfg, resolved, workdir)
+
+
+def _checked_device(cfg: TrainConfig) -> torch.device:
+    """Check the store against the config and resolve the device (capping its GPU memory)."""
+    if not os.path.isabs(cfg.data):
+        raise ValueError(f"config.data must be an absolute path (got {cfg.data!r})")
+    attrs = read_attrs(cfg.data)
+    check_input_size(int(attrs["patch_size"]), cfg.pools)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and cfg.gpu_fraction > 0:
+        torch.cuda.set_per_process_memory_fraction(min(cfg.gpu_fraction, 1.0), device)
+    return device
+
+
+def _make_workdir(workdir: str | os.PathLike | None) -> Path:
+    """``workdir``, created if missing; a fresh temporary directory when None."""
+    if workdir is None:
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="temseg-fit-")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _result(
+    row: dict[str, Any],
+    progress: Progress,
+    model: ResidualUNet,
+    cfg: TrainConfig,
+    resolved: dict[str, Any],
+    workdir: Path,
+) -> dict[str, Any]:
+    """What :func:`fit` returns, from the last epoch's row (with the test metrics)."""
     return {
         "config": resolved,
-        "history": history,
-        "best_epoch": best_epoch,
-        "best_val_hard_dice": best_dice,
+        "history": progress.history,
+        "best_epoch": progress.best_epoch,
+        "best_val_hard_dice": progress.best_dice,
         "test_loss": row["test_loss"],
         "test_hard_dice": row["test_hard_dice"],
         "test_soft_dice": row["test_soft_dice"],
@@ -405,8 +367,72 @@ def fit(
         "n_params": count_parameters(model),
         "rf_px": cfg.model.rf_px,
         "best_checkpoint": str(workdir / "best.pt"),
-        "seconds": elapsed,
+        "seconds": progress.elapsed,
     }
+
+
+def _train_epoch(
+    model: ResidualUNet,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+) -> tuple[float, dict[str, float]]:
+    """One pass over the training split in the seed's order for ``epoch``; the mean loss per
+    patch and the pooled training dice."""
+    model.train()
+    acc = DiceAccumulator(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    order = epoch_order(cfg.seed, epoch, len(train))
+    steps = math.ceil(len(order) / cfg.batch_size)
+    for i, start in enumerate(range(0, len(order), cfg.batch_size)):
+        x, y = train.batch(order[start : start + cfg.batch_size])
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, (epoch - 1) * steps + i, cfg.epochs * steps)
+        train_step(
+            model,
+            optimizer,
+            x,
+            y,
+            device=device,
+            precision=cfg.precision,
+            acc=acc,
+            loss_sum=loss_sum,
+        )
+    return float(loss_sum) / len(train), acc.compute()
+
+
+def _emit(
+    epoch: int,
+    progress: Progress,
+    cfg: TrainConfig,
+    workdir: Path,
+    device: torch.device,
+    *,
+    say: Callable[[str], None],
+    report: Report | None,
+) -> dict[str, Any]:
+    """Report a saved epoch, then mark it reported (at-least-once: see :func:`fit`)."""
+    history = progress.history
+    row = {"epoch": epoch, **{k: history[k][epoch - 1] for k in EPOCH_METRICS}}
+    row.update({k: history[k][epoch - 1] for k in TIMED_METRICS if len(history[k]) >= epoch})
+    row.update(
+        best_epoch=progress.best_epoch,
+        best_val_hard_dice=progress.best_dice,
+        seconds=progress.elapsed,
+    )
+    if epoch == cfg.epochs:
+        row.update(_test(cfg, workdir, device))
+        row["done"] = True
+    say(
+        f"epoch {epoch}/{cfg.epochs} train_loss {row['train_loss']:.4f} "
+        f"val_hard_dice {row['val_hard_dice']:.4f} ({progress.elapsed:.0f} s)"
+    )
+    if report is not None:
+        report(row)
+    (workdir / "reported").write_text(f"{epoch}\n")
+    return row
 
 
 def _test(cfg: TrainConfig, workdir: Path, device: torch.device) -> dict[str, float]:

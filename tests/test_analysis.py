@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from temseg import baseline
-from temseg.analysis import collect, plateau, report
+from temseg.analysis import collect, contrast_trend, plateau, report
 from temseg.analysis.plateau import FALLS, FLAT, RISES, UNDETERMINED, fit_plateau
 from temseg.receptive_field import pool_sequences, receptive_field
 
@@ -228,7 +228,7 @@ def test_onset_trend_recovers_power_law():
         }
     )
     flat = table.iloc[[0]].assign(dataset="hi", contrast=0.5, verdict=FLAT, onset_rf_nm=np.nan)
-    trend = plateau.onset_trend(pd.concat([table, flat])).iloc[0]
+    trend = contrast_trend.onset_trend(pd.concat([table, flat])).iloc[0]
     assert trend["slope"] == pytest.approx(-0.5)
     assert trend["intercept"] == pytest.approx(math.log(10.0))
     assert (trend["n_with_onset"], trend["n_flat"]) == (4, 1)

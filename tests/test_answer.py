@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from temseg.analysis import answer, plateau
+from temseg.analysis import answer, contrast_trend, plateau
 from temseg.config import TrainConfig, cpu_has_native_bf16, resolve_precision
 from temseg.train import learning_rate
 
@@ -107,7 +107,7 @@ def test_censored_levels_never_enter_the_onset_trend():
                 "onset_censored": censored,
             }
         )
-    trend = plateau.onset_trend(pd.DataFrame(rows))
+    trend = contrast_trend.onset_trend(pd.DataFrame(rows))
     assert trend["n_with_onset"].iloc[0] == 2
     # exact: two points (0.2, 4.0) and (0.3, 3.0)
     assert trend["slope"].iloc[0] == pytest.approx(np.log(3 / 4) / np.log(0.3 / 0.2))

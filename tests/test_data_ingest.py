@@ -401,12 +401,12 @@ def test_register_declares_arguments_only():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
-    from temseg.data import cli
+    from temseg.data import cli, cli_args
 
     sub = argparse.ArgumentParser().add_subparsers()
     cli.register(sub)
     assert {"ingest", "synth", "synth-series", "info", "preview"} <= set(sub.choices)
-    assert set(cli.PRESET_NAMES) == set(PRESETS)
+    assert set(cli_args.PRESET_NAMES) == set(PRESETS)
 
 
 # ----------------------------------------------------- difficulty knobs (synth, series, preview)
@@ -509,11 +509,11 @@ def test_bad_knob_values_name_the_flag(tmp_path, capsys, command, knob, message)
 
 
 def test_help_texts_quote_the_presets_defaults():
-    from temseg.data import cli
+    from temseg.data import cli_args
 
-    assert cli.PRESET_KNOBS == {
+    assert cli_args.PRESET_KNOBS == {
         name: {"pixel_size_nm": p.pixel_size_nm, "coverage": p.coverage, "defocus_nm": p.defocus_nm}
         for name, p in PRESETS.items()
     }
-    assert cli.DEFAULT_ASTIGMATISM_NM == GeneratorParams.astigmatism_nm
-    assert set(cli.KNOB_FLAGS) <= {f.name for f in dataclasses.fields(GeneratorParams)}
+    assert cli_args.DEFAULT_ASTIGMATISM_NM == GeneratorParams.astigmatism_nm
+    assert set(cli_args.KNOB_FLAGS) <= {f.name for f in dataclasses.fields(GeneratorParams)}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from temseg.analysis import erf_fits as analysis_erf
-from temseg.analysis import plateau, recommend
+from temseg.analysis import onset_prediction, plateau, recommend
 from temseg.analysis.plateau import FLAT, RISES, UNDETERMINED
 from temseg.data.store import write_store
 from temseg.receptive_field import receptive_field
@@ -142,9 +142,9 @@ def test_recommend_picks_the_smallest_rf_and_the_cheapest_network_exactly():
     [(2.2, 0.5, 2.2), (2.2, 0.1, 2.2), (2.2, 0.04, 5.5), (5.0, 0.02, 25.0), (5.0, 0.0, math.nan)],
 )
 def test_loos_heuristic_exact_values(size, contrast, expected):
-    got = recommend.heuristic_rf_nm(size, contrast)
+    got = onset_prediction.heuristic_rf_nm(size, contrast)
     assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, rel=1e-12)
-    assert math.isnan(recommend.heuristic_rf_nm(math.nan, 0.2))
+    assert math.isnan(onset_prediction.heuristic_rf_nm(math.nan, 0.2))
 
 
 def trend_table() -> pd.DataFrame:
@@ -175,7 +175,7 @@ def trend_table() -> pd.DataFrame:
 
 
 def test_leave_one_level_out_recovers_an_exact_power_law():
-    loo = recommend.leave_one_level_out(trend_table(), {f"c{c}": 2.0 for c in (0.05, 0.1, 0.2)})
+    loo = onset_prediction.leave_one_level_out(trend_table(), {f"c{c}": 2.0 for c in (0.05, 0.1, 0.2)})
     two = loo[loo["num_blocks"] == 2].set_index("dataset")
     scored = two[two["status"] == "scored"]
     assert sorted(scored.index) == ["c0.05", "c0.1", "c0.2", "c0.4"]
@@ -199,17 +199,17 @@ def test_leave_one_level_out_recovers_an_exact_power_law():
     assert three["predicted_nm"].isna().all()
     # a group of one level: holding it out leaves nothing to fit
     one = trend_table().iloc[[0]].assign(num_blocks=4)
-    (status,) = recommend.leave_one_level_out(one)["status"]
+    (status,) = onset_prediction.leave_one_level_out(one)["status"]
     assert status.startswith("trend undetermined: 0 of 0 level(s)")
 
 
 def test_trend_fit_with_two_levels_has_no_interval_and_censored_levels_stay_out():
     table = trend_table()
-    two_levels = recommend.fit_trend(table[table["num_blocks"] == 3])
+    two_levels = onset_prediction.fit_trend(table[table["num_blocks"] == 3])
     onset, lo, hi = two_levels.predict(0.1)
     # the line through (0.05, 3) and (0.2, 2) in log-log, at the geometric middle 0.1
     assert onset == pytest.approx(math.sqrt(6.0), rel=1e-12) and math.isnan(lo)
-    full = recommend.fit_trend(table[table["num_blocks"] == 2])
+    full = onset_prediction.fit_trend(table[table["num_blocks"] == 2])
     assert (full.n_with_onset, full.n_censored_above, full.n_flat) == (4, 1, 1)
     assert full.slope == pytest.approx(-0.5) and math.exp(full.intercept) == pytest.approx(2.0)
 

@@ -32,7 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from temseg.analysis import image_bootstrap, plateau
+from temseg.analysis import image_bootstrap, plateau, plateau_bootstrap
 from temseg.analysis.image_bootstrap import ImageCounts
 
 ANSWER_COLUMNS = [
@@ -111,7 +111,7 @@ def _observed_gain(
     v = _seed_gains(members)[0]
     if not len(v):
         return math.nan, math.nan, math.nan
-    if len(v) < plateau.MIN_SEEDS_INTERVAL:
+    if len(v) < plateau_bootstrap.MIN_SEEDS_INTERVAL:
         return float(v.mean()), math.nan, math.nan
     gen = np.random.default_rng(0)
     draws = gen.integers(0, len(v), size=(n_boot, len(v)))

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from temseg.analysis import collect, plateau
-    from temseg.analysis import recommend as rec
+    from temseg.analysis import onset_prediction
     from temseg.data.store import read_attrs
 
     store = Path(args.store).absolute()
@@ -100,13 +100,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     print(f"store:         {store}")
     print(f"contrast:      {contrast:.4f} (temseg contrast score, as the store records it)")
     print(f"pixel size:    {pixel:g} nm/px")
-    heur = rec.heuristic_rf_nm(size, contrast)
+    heur = onset_prediction.heuristic_rf_nm(size, contrast)
     if math.isfinite(heur):
         print(f"object size:   {size:g} nm ({size_from})")
         print(
             f"heuristic:     RF {heur:.2f} nm ({heur / pixel:.0f} px), Loos et al. 2024: object "
-            f"size if contrast >= {rec.HEURISTIC_CONTRAST}, else size x "
-            f"{rec.HEURISTIC_CONTRAST} / contrast (on temseg's contrast score)"
+            f"size if contrast >= {onset_prediction.HEURISTIC_CONTRAST}, else size x "
+            f"{onset_prediction.HEURISTIC_CONTRAST} / contrast (on temseg's contrast score)"
         )
     else:
         print("object size:   unknown (not a synthetic store: pass --object-size-nm)")
@@ -114,7 +114,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     images = collect.load_test_images(done, args.tracking_uri)
     plateaus = plateau.fit_plateaus(done, n_boot=args.n_boot, rng=args.seed, images=images)
-    groups = rec.trend_groups(plateaus)
+    groups = onset_prediction.trend_groups(plateaus)
     same = [t for t in groups if abs(t.pixel_size_nm - pixel) <= 0.01 * pixel]
     if args.blocks is not None:
         same = [t for t in same if t.num_blocks == args.blocks]

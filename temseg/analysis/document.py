@@ -2,140 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import math
-import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from temseg.analysis import plateau
+from temseg.analysis import contrast_trend
 from temseg.analysis.columns import (
     DICE_FORM,
 )
 from temseg.analysis.evaluate import clip_text
-
-
-def _fmt_value(v: Any, decimals: int) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.{decimals}f}"
-    return str(v)
-
-
-def _display(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> pd.DataFrame:
-    decimals = decimals or {}
-    out = pd.DataFrame(index=df.index)
-    for col in df.columns:
-        d = decimals.get(col, 3)
-        out[col] = [_fmt_value(v, d) for v in df[col]]
-    return out.reset_index(drop=True)
-
-
-def _interval(v: float, lo: float, hi: float, decimals: int) -> str:
-    if not np.isfinite(v):
-        return ""
-    s = f"{v:.{decimals}f}"
-    if np.isfinite(lo) and np.isfinite(hi):
-        s += f" [{lo:.{decimals}f}, {hi:.{decimals}f}]"
-    return s
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "_(none)_"
-    cells = [[str(c).replace("|", "\\|") for c in df.columns]]
-    cells += [
-        [" ".join(str(v).split()).replace("|", "\\|") for v in row]
-        for row in df.itertuples(index=False)
-    ]
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
-    return "\n".join(lines)
-
-
-class Doc:
-    """A report as blocks, rendered to Markdown and to self-contained HTML."""
-
-    def __init__(self) -> None:
-        self.blocks: list[tuple[str, Any]] = []
-
-    def h(self, level: int, text: str) -> None:
-        self.blocks.append((f"h{level}", text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def ul(self, items: list[str]) -> None:
-        if items:
-            self.blocks.append(("ul", items))
-
-    def table(self, df: pd.DataFrame) -> None:
-        self.blocks.append(("table", df))
-
-    def img(self, path: Path, caption: str) -> None:
-        self.blocks.append(("img", (path, caption)))
-
-    def markdown(self) -> str:
-        out = []
-        for kind, x in self.blocks:
-            if kind.startswith("h"):
-                out.append("#" * int(kind[1]) + " " + x)
-            elif kind == "p":
-                out.append(x)
-            elif kind == "ul":
-                out.append("\n".join(f"- {i}" for i in x))
-            elif kind == "table":
-                out.append(_md_table(x))
-            elif kind == "img":
-                out.append(f"![{x[1]}]({x[0].name})\n\n_{x[1]}_")
-        return "\n\n".join(out) + "\n"
-
-    def html(self, title: str) -> str:
-        def inline(text: str) -> str:
-            text = html.escape(text)
-            text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-            return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-        body = []
-        for kind, x in self.blocks:
-            if kind.startswith("h"):
-                body.append(f"<{kind}>{inline(x)}</{kind}>")
-            elif kind == "p":
-                body.append(f"<p>{inline(x)}</p>")
-            elif kind == "ul":
-                body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in x) + "</ul>")
-            elif kind == "table":
-                body.append(
-                    "<p><i>(none)</i></p>"
-                    if x.empty
-                    else x.to_html(index=False, escape=True, border=0, classes="t")
-                )
-            elif kind == "img":
-                data = base64.b64encode(x[0].read_bytes()).decode("ascii")
-                body.append(
-                    f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(x[1])}">'
-                    f"<figcaption>{inline(x[1])}</figcaption></figure>"
-                )
-        style = (
-            "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
-            "padding:0 1em;color:#222;line-height:1.45}"
-            "table.t{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}"
-            "table.t th,table.t td{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-            "table.t th{background:#f0f0f0}img{max-width:100%}"
-            "figcaption{font-size:12px;color:#555}code{background:#f4f4f4;padding:0 3px}"
-        )
-        return (
-            f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{style}</style></head><body>\n"
-            + "\n".join(body)
-            + "\n</body></html>\n"
-        )
+from temseg.analysis.markup import Doc, display_table, fmt_value, interval_text
 
 
 def findings(
@@ -146,7 +25,7 @@ def findings(
     summary: pd.DataFrame,
 ) -> list[str]:
     out = []
-    keys = list(plateau.TREND_KEYS)
+    keys = list(contrast_trend.TREND_KEYS)
     for (pixel_size, n_blocks, strategy), g in plateaus.groupby(keys):
         g = g[np.isfinite(g["contrast"])].sort_values("contrast")
         if len(g) < 2:
@@ -392,12 +271,14 @@ def _plateau_section(
             "N": plateaus["num_blocks"],
             "strategy": plateaus["strategy"],
             "plateau dice": [
-                _interval(*v, 3)
+                interval_text(*v, 3)
                 for v in plateaus[["plateau_dice", "plateau_dice_lo", "plateau_dice_hi"]].to_numpy()
             ],
-            "gain": [_interval(*v, 3) for v in plateaus[["gain", "gain_lo", "gain_hi"]].to_numpy()],
+            "gain": [
+                interval_text(*v, 3) for v in plateaus[["gain", "gain_lo", "gain_hi"]].to_numpy()
+            ],
             "onset (nm)": [
-                _interval(*v, 2)
+                interval_text(*v, 2)
                 for v in plateaus[["onset_rf_nm", "onset_rf_nm_lo", "onset_rf_nm_hi"]].to_numpy()
             ],
             "onset (px)": plateaus["onset_rf_px"].map(
@@ -406,7 +287,7 @@ def _plateau_section(
             "RF range (nm)": [
                 f"{a:.2f}-{b:.2f}" for a, b in plateaus[["rf_min_nm", "rf_max_nm"]].to_numpy()
             ],
-            "observed gain": plateaus["observed_gain"].map(lambda v: _fmt_value(v, 3)),
+            "observed gain": plateaus["observed_gain"].map(lambda v: fmt_value(v, 3)),
             "interval over": plateaus["interval_over"],
             "verdict": plateaus["verdict"],
             "note": plateaus["note"],
@@ -418,7 +299,7 @@ def _plateau_section(
         "ln(onset_nm) = intercept + slope * ln(contrast), least squares over the levels "
         "with an onset; slope < 0: the onset falls as contrast rises."
     )
-    doc.table(_display(trend, {"slope": 2, "slope_se": 2, "intercept": 2, "p_value": 3}))
+    doc.table(display_table(trend, {"slope": 2, "slope_se": 2, "intercept": 2, "p_value": 3}))
 
     doc.h(3, "Predicting the RF a level needs: onset trend vs the Loos et al. heuristic")
     doc.p(
@@ -458,7 +339,7 @@ def _aggregate_section(
     doc.h(2, "Seed aggregates")
     view = summary.assign(
         dice=[
-            _fmt_value(m, 3) + (f" +- {s:.3f}" if np.isfinite(s) else "")
+            fmt_value(m, 3) + (f" +- {s:.3f}" if np.isfinite(s) else "")
             for m, s in summary[["test_hard_dice_mean", "test_hard_dice_std"]].to_numpy()
         ]
     )[
@@ -477,7 +358,7 @@ def _aggregate_section(
             "dice",
         ]
     ]
-    doc.table(_display(view, {"contrast": 3, "rf_nm": 2}))
+    doc.table(display_table(view, {"contrast": 3, "rf_nm": 2}))
 
     doc.h(2, "Fourier-filter baseline")
     doc.p(
@@ -487,7 +368,7 @@ def _aggregate_section(
         "per patch. Not applicable where the band lies above Nyquist."
     )
     doc.table(
-        _display(
+        display_table(
             fourier,
             {"contrast": 3, "pixel_size_nm": 4, "band_inner_inv_nm": 2, "band_outer_inv_nm": 2},
         )
@@ -499,11 +380,11 @@ def _aggregate_section(
         "fn_jaccard = |FN_net and FN_fourier| / |FN_net or FN_fourier|; "
         "fn_network_missed_by_fourier = share of the network's misses the filter also misses."
     )
-    doc.table(_display(fn.drop(columns=["run_id"]), {"contrast": 3, "rf_nm": 2}))
+    doc.table(display_table(fn.drop(columns=["run_id"]), {"contrast": 3, "rf_nm": 2}))
 
     doc.h(2, "Failed trials")
     shown = failed.assign(error=failed["error"].fillna("").map(lambda e: clip_text(str(e), 200)))
-    doc.table(_display(shown))
+    doc.table(display_table(shown))
     doc.h(2, "Notes")
     doc.ul(notes or ["nothing was left out."])
     doc.p(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import collect, plateau
+from temseg.analysis import collect, contrast_trend, plateau
 from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.evaluate import DatasetEval
 
@@ -136,7 +136,7 @@ def plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: Pa
     fig = _figure(10, 4.0)
     ax_gain, ax_onset = fig.subplots(1, 2)
     pixel_sizes = sorted(plateaus["pixel_size_nm"].unique())
-    for (pixel_size, n_blocks, strategy), g in plateaus.groupby(list(plateau.TREND_KEYS)):
+    for (pixel_size, n_blocks, strategy), g in plateaus.groupby(list(contrast_trend.TREND_KEYS)):
         g = g.sort_values("contrast")
         color = N_COLORS.get(int(n_blocks), "black")
         style = "-" if strategy == "pooling" else "--"

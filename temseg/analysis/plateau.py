@@ -77,11 +77,11 @@ had independent noise and no seed offsets, where the two estimates agree in expe
 Groups: one fit per (dataset, N, strategy). Pooling = the undilated trials; dilation = the
 dilated trials plus the undilated ones with the same pools (the d = 1 start of the series).
 
-Across contrast levels (:func:`onset_trend`): ln(onset_nm) = a + b ln(contrast), fitted by
-least squares (``scipy.stats.linregress``) over the groups with a measured onset; b < 0 means
-the onset falls as contrast rises (the paper's hypothesis), per (pixel size, N, strategy).
-Groups without RF dependence are left out of the fit and counted (their onset is at most the
-smallest RF tested).
+Across contrast levels (:func:`temseg.analysis.contrast_trend.onset_trend`): ln(onset_nm) =
+a + b ln(contrast), fitted by least squares (``scipy.stats.linregress``) over the groups with
+a measured onset; b < 0 means the onset falls as contrast rises (the paper's hypothesis), per
+(pixel size, N, strategy). Groups without RF dependence are left out of the fit and counted
+(their onset is at most the smallest RF tested).
 """
 
 from __future__ import annotations
@@ -92,26 +92,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from temseg.analysis import image_bootstrap
 from temseg.analysis.image_bootstrap import ImageCounts
+from temseg.analysis.plateau_bootstrap import CONFIDENCE, bootstrap_intervals
+from temseg.analysis.plateau_curve import fit_curve, observed_gain, onset_from_tau, seed_sigma
 
-ONSET_FRACTION = 0.95
-TAU_MIN_FRACTION = 1 / 50  # of the log-RF span
-TAU_MAX_FRACTION = 1.0
-TAU_GRID_SIZE = 121
-MIN_SEEDS_INTERVAL = 3
 GAIN_FLOOR = 1e-6  # a dice change below this is numerically zero, whatever the noise
-CONFIDENCE = 0.95
 N_BOOT = 1000
 
 RISES = "rises with RF"
 FALLS = "falls with RF"
 FLAT = "no detectable dependence"
 UNDETERMINED = "undetermined"
-
-_ONSET_LOG = math.log(1.0 / (1.0 - ONSET_FRACTION))  # ln 20
 
 
 @dataclass(frozen=True)
@@ -161,82 +155,6 @@ class PlateauFit:
     def as_dict(self) -> dict[str, float | int | str | bool]:
         return asdict(self)
 
-
-def onset_from_tau(rf_min_px: float, tau: float) -> float:
-    """RF where 95% of the gain is reached: ``rf_min_px * 20 ** tau``.
-
-    >>> round(onset_from_tau(44, 1.0), 6)
-    880.0
-    """
-    return rf_min_px * math.exp(tau * _ONSET_LOG)
-
-
-def _profile(
-    x: np.ndarray, y: np.ndarray, x0: float, taus: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Closed-form weighted least squares of y = plateau - gain * e(tau) for every tau.
-
-    x: (n,); y: (n,), or (B, n) for one set of values per weighting (a bootstrap over test
-    images); taus: (T,); weights: (B, n). Returns SSE, plateau, gain, each (B, T); SSE is
-    NaN where the basis has no spread under the weights.
-    """
-    e = np.exp(-(x[None, :] - x0) / taus[:, None])  # (T, n)
-    sw = weights.sum(axis=1)[:, None]  # (B, 1)
-    if y.ndim == 1:
-        my = (weights @ y)[:, None] / sw
-        vy = (weights @ (y * y))[:, None] / sw - my**2
-        cov_sum = weights @ (e * y[None, :]).T
-    else:
-        wy = weights * y
-        my = wy.sum(axis=1)[:, None] / sw
-        vy = (wy * y).sum(axis=1)[:, None] / sw - my**2
-        cov_sum = wy @ e.T
-    me = weights @ e.T / sw  # (B, T)
-    ve = weights @ (e * e).T / sw - me**2
-    cov = cov_sum / sw - me * my
-    ok = ve > 1e-12
-    safe_ve = np.where(ok, ve, 1.0)
-    slope = cov / safe_ve  # y = a + slope * e -> gain = -slope
-    sse = np.where(ok, sw * np.maximum(vy - cov * cov / safe_ve, 0.0), np.nan)
-    plateau = my - slope * me
-    return sse, plateau, -slope
-
-
-def _tau_grid(span: float) -> np.ndarray:
-    return np.geomspace(span * TAU_MIN_FRACTION, span * TAU_MAX_FRACTION, TAU_GRID_SIZE)
-
-
-def _best_on_grid(
-    x: np.ndarray, y: np.ndarray, x0: float, taus: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    sse, plateau, gain = _profile(x, y, x0, taus, weights)
-    valid = np.isfinite(sse).any(axis=1)
-    idx = np.where(valid, np.nanargmin(np.where(np.isfinite(sse), sse, np.inf), axis=1), 0)
-    rows = np.arange(len(weights))
-    nan = np.full(len(weights), np.nan)
-    return (
-        np.where(valid, taus[idx], nan),
-        np.where(valid, plateau[rows, idx], nan),
-        np.where(valid, gain[rows, idx], nan),
-    )
-
-
-def _refine(x: np.ndarray, y: np.ndarray, x0: float, taus: np.ndarray, tau: float) -> float:
-    """Refine the grid optimum of tau between its grid neighbours (bounded scalar search)."""
-    i = int(np.searchsorted(taus, tau))
-    lo, hi = math.log(taus[max(i - 1, 0)]), math.log(taus[min(i + 1, len(taus) - 1)])
-    if hi <= lo:
-        return tau
-    ones = np.ones((1, len(x)))
-
-    def sse(log_tau: float) -> float:
-        value = _profile(x, y, x0, np.array([math.exp(log_tau)]), ones)[0][0, 0]
-        return float(value) if np.isfinite(value) else math.inf
-
-    res = optimize.minimize_scalar(sse, bounds=(lo, hi), method="bounded")
-    return math.exp(res.x) if res.fun <= sse(math.log(tau)) else tau
-
-
 def _nan_fit(rf: np.ndarray, y: np.ndarray, n_seeds: int, verdict: str, note: str) -> PlateauFit:
     nan = float("nan")
     return PlateauFit(
@@ -259,44 +177,11 @@ def _nan_fit(rf: np.ndarray, y: np.ndarray, n_seeds: int, verdict: str, note: st
         sigma=nan,
         sigma_source="none",
         dof=0,
-        observed_gain=_observed_gain(rf, y),
+        observed_gain=observed_gain(rf, y),
         plateau_reached=False,
         verdict=verdict,
         note=note,
     )
-
-
-def _observed_gain(rf: np.ndarray, y: np.ndarray) -> float:
-    """Mean dice at the largest RF minus mean dice at the smallest RF (no model)."""
-    if len(np.unique(rf)) < 2:
-        return float("nan")
-    return float(y[rf == rf.max()].mean() - y[rf == rf.min()].mean())
-
-
-def _seed_sigma(rf: np.ndarray, y: np.ndarray, seeds: np.ndarray) -> tuple[float, int]:
-    """Seed noise of one trial's dice, with seeds as paired blocks, and its degrees of freedom.
-
-    One seed gives every architecture the same initial state, batch order and augmentation,
-    so a seed that trains well does so at every RF: dice = RF effect + seed effect + noise.
-    The residual of that additive two-way model (least squares with one indicator per RF and
-    one per seed) is the noise a comparison between RFs sees; dof = n - rank. A seed's shared
-    offset is not noise in the gain (it cancels between RFs), and counting it, as a plain
-    within-RF standard deviation does, understates what the seeds resolve. With one trial per
-    RF there is no replicate: (NaN, 0).
-    """
-    rf_levels, rf_idx = np.unique(rf, return_inverse=True)
-    seed_levels, seed_idx = np.unique(seeds, return_inverse=True)
-    if len(y) <= len(rf_levels):
-        return float("nan"), 0
-    design = np.zeros((len(y), len(rf_levels) + len(seed_levels)))
-    design[np.arange(len(y)), rf_idx] = 1.0
-    design[np.arange(len(y)), len(rf_levels) + seed_idx] = 1.0
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    dof = len(y) - int(np.linalg.matrix_rank(design))
-    if dof <= 0:
-        return float("nan"), 0
-    resid = y - design @ coef
-    return math.sqrt(float(resid @ resid) / dof), dof
 
 
 def fit_plateau(
@@ -345,118 +230,32 @@ def fit_plateau(
     >>> round(fit.plateau_dice, 3), round(fit.gain, 3), round(fit.onset_rf_px)
     (0.8, 0.1, 197)
     """
-    rf = np.asarray(rf_px, dtype=float).ravel()
-    y = np.asarray(dice, dtype=float).ravel()
-    if rf.shape != y.shape:
-        raise ValueError(f"rf_px has {rf.size} values but dice has {y.size}")
-    seed_arr = np.arange(len(y)) if seeds is None else np.asarray(seeds).ravel()
-    if seed_arr.shape != y.shape:
-        raise ValueError(f"seeds has {seed_arr.size} values but dice has {y.size}")
-    keep = np.isfinite(rf) & np.isfinite(y)
-    if np.any(rf[keep] <= 0):
-        raise ValueError(f"receptive fields must be > 0, got {sorted(set(rf[keep]))}")
-    rf, y, seed_arr = rf[keep], y[keep], seed_arr[keep]
-    counts = counts.subset(keep) if counts is not None else None
+    rf, y, seed_arr, counts = _finite_trials(rf_px, dice, seeds, counts)
     n_seeds = len(np.unique(seed_arr))
     n_rfs = len(np.unique(rf))
     if n_rfs < 3:
-        return _nan_fit(
-            rf,
-            y,
-            n_seeds,
-            UNDETERMINED,
-            f"{n_rfs} distinct RF(s): a plateau fit needs at least 3",
-        )
+        note = f"{n_rfs} distinct RF(s): a plateau fit needs at least 3"
+        return _nan_fit(rf, y, n_seeds, UNDETERMINED, note)
 
-    x = np.log(rf)
-    x0, span = float(x.min()), float(x.max() - x.min())
-    taus = _tau_grid(span)
-    ones = np.ones((1, len(y)))
-    tau0 = float(_best_on_grid(x, y, x0, taus, ones)[0][0])
-    tau = _refine(x, y, x0, taus, tau0)
-    sse, plateau_arr, gain_arr = _profile(x, y, x0, np.array([tau]), ones)
-    plateau, gain, sse = float(plateau_arr[0, 0]), float(gain_arr[0, 0]), float(sse[0, 0])
+    plateau, gain, tau, sse = fit_curve(rf, y)
     onset = onset_from_tau(float(rf.min()), tau)
+    sigma, dof, source, gain_se = _noise(rf, y, seed_arr, sse, tau)
 
-    sigma, dof = _seed_sigma(rf, y, seed_arr)
-    source = "seeds"
-    if dof == 0:
-        dof = len(y) - 3
-        sigma, source = (math.sqrt(sse / dof), "residual") if dof > 0 else (float("nan"), "none")
-    e = np.exp(-(x - x0) / tau)
-    gain_se = sigma / math.sqrt(float(((e - e.mean()) ** 2).sum()))
+    lo_hi, interval_over, notes = bootstrap_intervals(
+        rf, y, seed_arr, counts, n_boot=n_boot, rng=rng
+    )
+    verdict = _verdict(gain, gain_se, sigma, dof, source, lo_hi["gain"], notes)
 
     nan = float("nan")
-    lo_hi = {k: (nan, nan) for k in ("plateau", "gain", "onset", "mean")}
-    interval_over = ""
-    notes = []
-    per_rf = float(np.median(np.unique(rf, return_counts=True)[1]))
-    if n_boot > 0 and n_seeds >= MIN_SEEDS_INTERVAL and per_rf >= MIN_SEEDS_INTERVAL:
-        gen = np.random.default_rng(rng)
-        labels, seed_idx = np.unique(seed_arr, return_inverse=True)
-        draws = gen.integers(0, len(labels), size=(n_boot, len(labels)))
-        drawn = np.zeros((n_boot, len(labels)))
-        np.add.at(drawn, (np.arange(n_boot)[:, None], draws), 1.0)
-        weights = drawn[:, seed_idx]  # (B, n): times each trial's seed was drawn
-        rf_levels, rf_idx = np.unique(rf, return_inverse=True)
-        present = np.zeros((len(y), len(rf_levels)))
-        present[np.arange(len(y)), rf_idx] = 1.0
-        enough = ((weights @ present) > 0).sum(axis=1) >= 3
-        b_y, interval_over = image_bootstrap.replicate_dice(y, counts, n_boot, gen)
-        b_y = y if counts is None else b_y[enough]
-        b_tau, b_plateau, b_gain = _best_on_grid(x, b_y, x0, taus, weights[enough])
-        b_onset = float(rf.min()) * np.exp(b_tau * _ONSET_LOG)
-        w = weights[enough]
-        b_mean = (w @ y if counts is None else (w * b_y).sum(axis=1)) / w.sum(axis=1)
-        q = [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2]
-        resampled = (("plateau", b_plateau), ("gain", b_gain), ("onset", b_onset), ("mean", b_mean))
-        for key, values in resampled:
-            values = values[np.isfinite(values)]
-            if len(values):
-                lo_hi[key] = tuple(float(v) for v in np.percentile(values, q))
-    elif n_boot > 0:
-        notes.append(f"no interval: {per_rf:g} seed(s) per RF, needs {MIN_SEEDS_INTERVAL}")
-
-    if not np.isfinite(sigma):
-        verdict = UNDETERMINED
-        notes.append("no noise estimate (one seed per RF and only 3 trials)")
-    else:
-        t_crit = float(stats.t.ppf((1 + CONFIDENCE) / 2, dof))
-        separated = abs(gain) > max(t_crit * gain_se, GAIN_FLOOR)
-        g_lo, g_hi = lo_hi["gain"]
-        if np.isfinite(g_lo) and g_lo <= 0 <= g_hi:
-            separated = False
-        if separated:
-            verdict = RISES if gain > 0 else FALLS
-            if source == "residual":
-                notes.append(f"noise from the fit residual ({dof} dof)")
-        elif source == "seeds":
-            verdict = FLAT
-        else:
-            # Without replicate seeds, "not separable from the residual" says nothing about
-            # seed noise: no claim either way.
-            verdict = UNDETERMINED
-            notes.append(
-                f"gain {gain:+.3f} not separable from the fit residual "
-                f"(SE {gain_se:.3f}, t {t_crit:.1f} at {dof} dof)"
-            )
-
     if verdict == FLAT:
         plateau, onset = float(y.mean()), nan
         lo_hi["plateau"], lo_hi["onset"] = lo_hi["mean"], (nan, nan)
         reached = True
     else:
-        reached = bool(np.isfinite(onset) and onset <= rf.max())
-        if np.isfinite(onset) and not reached:
-            notes.append("plateau not reached within the RFs tested: onset extrapolated")
-        if np.isfinite(onset) and onset < np.unique(rf)[1]:
-            notes.append("onset below the second-smallest RF: not resolved by the grid")
+        reached = _onset_reached(onset, rf, notes)
 
-    censored = ""
-    if verdict == RISES and np.isfinite(onset):
-        censored = "above" if not reached else "below" if onset <= np.unique(rf)[1] else "none"
     return PlateauFit(
-        onset_censored=censored,
+        onset_censored=_censoring(verdict, onset, reached, rf),
         n_trials=len(y),
         n_rfs=n_rfs,
         n_seeds=n_seeds,
@@ -476,12 +275,110 @@ def fit_plateau(
         sigma=sigma,
         sigma_source=source,
         dof=int(dof),
-        observed_gain=_observed_gain(rf, y),
+        observed_gain=observed_gain(rf, y),
         plateau_reached=reached,
         verdict=verdict,
         note="; ".join(notes),
         interval_over=interval_over if np.isfinite(lo_hi["gain"][0]) else "",
     )
+
+
+
+def _finite_trials(
+    rf_px: Sequence[float] | np.ndarray,
+    dice: Sequence[float] | np.ndarray,
+    seeds: Sequence[int] | np.ndarray | None,
+    counts: ImageCounts | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, ImageCounts | None]:
+    """The trials of one group as flat arrays, checked, without non-finite RFs or dice."""
+    rf = np.asarray(rf_px, dtype=float).ravel()
+    y = np.asarray(dice, dtype=float).ravel()
+    if rf.shape != y.shape:
+        raise ValueError(f"rf_px has {rf.size} values but dice has {y.size}")
+    seed_arr = np.arange(len(y)) if seeds is None else np.asarray(seeds).ravel()
+    if seed_arr.shape != y.shape:
+        raise ValueError(f"seeds has {seed_arr.size} values but dice has {y.size}")
+    keep = np.isfinite(rf) & np.isfinite(y)
+    if np.any(rf[keep] <= 0):
+        raise ValueError(f"receptive fields must be > 0, got {sorted(set(rf[keep]))}")
+    counts = counts.subset(keep) if counts is not None else None
+    return rf[keep], y[keep], seed_arr[keep], counts
+
+
+def _noise(
+    rf: np.ndarray, y: np.ndarray, seed_arr: np.ndarray, sse: float, tau: float
+) -> tuple[float, int, str, float]:
+    """Noise of one trial's dice (sigma, dof, where it came from) and the SE of the gain.
+
+    The seed noise where seeds repeat an RF; else the fit residual sqrt(SSE / (n - 3)); with
+    3 points neither (NaN, "none").
+    """
+    sigma, dof = seed_sigma(rf, y, seed_arr)
+    source = "seeds"
+    if dof == 0:
+        dof = len(y) - 3
+        sigma, source = (math.sqrt(sse / dof), "residual") if dof > 0 else (float("nan"), "none")
+    x = np.log(rf)
+    e = np.exp(-(x - float(x.min())) / tau)
+    gain_se = sigma / math.sqrt(float(((e - e.mean()) ** 2).sum()))
+    return sigma, dof, source, gain_se
+
+
+def _onset_reached(onset: float, rf: np.ndarray, notes: list[str]) -> bool:
+    """Whether the onset lies within the RFs tested; notes an extrapolated or unresolved one."""
+    reached = bool(np.isfinite(onset) and onset <= rf.max())
+    if np.isfinite(onset) and not reached:
+        notes.append("plateau not reached within the RFs tested: onset extrapolated")
+    if np.isfinite(onset) and onset < np.unique(rf)[1]:
+        notes.append("onset below the second-smallest RF: not resolved by the grid")
+    return reached
+
+
+def _censoring(verdict: str, onset: float, reached: bool, rf: np.ndarray) -> str:
+    """Where a rise's onset lies relative to the RFs tested (``PlateauFit.onset_censored``)."""
+    censored = ""
+    if verdict == RISES and np.isfinite(onset):
+        censored = "above" if not reached else "below" if onset <= np.unique(rf)[1] else "none"
+    return censored
+
+
+def _verdict(
+    gain: float,
+    gain_se: float,
+    sigma: float,
+    dof: int,
+    source: str,
+    gain_lo_hi: tuple[float, float],
+    notes: list[str],
+) -> str:
+    """Rise, fall, flat or undetermined: the t-test on the gain and the bootstrap interval.
+
+    Appends to ``notes`` why a verdict is undetermined or where its noise came from.
+    """
+    if not np.isfinite(sigma):
+        verdict = UNDETERMINED
+        notes.append("no noise estimate (one seed per RF and only 3 trials)")
+    else:
+        t_crit = float(stats.t.ppf((1 + CONFIDENCE) / 2, dof))
+        separated = abs(gain) > max(t_crit * gain_se, GAIN_FLOOR)
+        g_lo, g_hi = gain_lo_hi
+        if np.isfinite(g_lo) and g_lo <= 0 <= g_hi:
+            separated = False
+        if separated:
+            verdict = RISES if gain > 0 else FALLS
+            if source == "residual":
+                notes.append(f"noise from the fit residual ({dof} dof)")
+        elif source == "seeds":
+            verdict = FLAT
+        else:
+            # Without replicate seeds, "not separable from the residual" says nothing about
+            # seed noise: no claim either way.
+            verdict = UNDETERMINED
+            notes.append(
+                f"gain {gain:+.3f} not separable from the fit residual "
+                f"(SE {gain_se:.3f}, t {t_crit:.1f} at {dof} dof)"
+            )
+    return verdict
 
 
 GROUP_KEYS = ("dataset", "contrast", "pixel_size_nm", "num_blocks", "strategy")
@@ -576,65 +473,3 @@ def fit_plateaus(
     for px_col in ("rf_min_px", "rf_max_px", "onset_rf_px", "onset_rf_px_lo", "onset_rf_px_hi"):
         out[px_col.replace("_px", "_nm")] = out[px_col].astype(float) * pixel_size
     return out.sort_values(["num_blocks", "strategy", "contrast", "dataset"], ignore_index=True)
-
-
-TREND_KEYS = ("pixel_size_nm", "num_blocks", "strategy")
-
-
-def trend_members(group: pd.DataFrame) -> pd.DataFrame:
-    """The plateau fits of one trend group that enter the onset regression: a rise whose
-    onset lies inside the tested RFs (uncensored, finite) at a positive contrast."""
-    c = group["contrast"].astype(float)
-    cens = group["onset_censored"] if "onset_censored" in group else pd.Series("none", group.index)
-    onset = group["onset_rf_nm"].astype(float)
-    return group[(group["verdict"] == RISES) & np.isfinite(onset) & (c > 0) & (cens == "none")]
-
-
-def onset_trend(plateaus: pd.DataFrame) -> pd.DataFrame:
-    """Onset RF (nm) against measured contrast, per (pixel size, N, strategy): a power law.
-
-    ln(onset_rf_nm) = intercept + slope * ln(contrast), least squares over the groups whose
-    verdict is a rise with a finite onset and positive contrast. ``slope < 0``: onset falls
-    as contrast rises. ``slope_se``/``p_value`` need >= 3 levels (NaN otherwise);
-    ``n_flat`` counts levels without RF dependence (onset at most the smallest RF, not in
-    the fit). Levels are compared at one pixel size: a contrast series is one sampling, and
-    low- and high-resolution data differ in more than contrast (the paper's Figure 2).
-    """
-    keys = [k for k in TREND_KEYS if k in plateaus.columns]
-    rows = []
-    for group_key, g in plateaus.groupby(keys, dropna=False):
-        key = dict(zip(keys, group_key, strict=True))
-        cens = g["onset_censored"] if "onset_censored" in g else pd.Series("none", g.index)
-        measured = trend_members(g)
-        row = {
-            **key,
-            "num_blocks": int(key["num_blocks"]),
-            "n_levels": len(g),
-            "n_with_onset": len(measured),
-            "n_flat": int((g["verdict"] == FLAT).sum()),
-            # rises whose onset the grid does not resolve: left out of the regression
-            "n_censored_above": int(((g["verdict"] == RISES) & (cens == "above")).sum()),
-            "n_censored_below": int(((g["verdict"] == RISES) & (cens == "below")).sum()),
-            "slope": np.nan,
-            "slope_se": np.nan,
-            "intercept": np.nan,
-            "p_value": np.nan,
-            "direction": "undetermined",
-        }
-        lx = np.log(measured["contrast"].astype(float).to_numpy())
-        ly = np.log(measured["onset_rf_nm"].astype(float).to_numpy())
-        if len(np.unique(lx)) >= 2:
-            if len(lx) >= 3:
-                res = stats.linregress(lx, ly)
-                slope, icpt = float(res.slope), float(res.intercept)
-                row.update(slope_se=float(res.stderr), p_value=float(res.pvalue))
-            else:
-                slope, icpt = np.polyfit(lx, ly, 1)
-            row.update(slope=float(slope), intercept=float(icpt))
-            word = "falls" if slope < 0 else "rises"
-            sig = row["p_value"] < 0.05 if np.isfinite(row["p_value"]) else False
-            row["direction"] = f"onset {word} as contrast rises" + (
-                "" if sig else " (not significant)" if len(lx) >= 3 else " (2 levels, no test)"
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import answer, collect, plateau, recommend
+from temseg.analysis import answer, collect, contrast_trend, onset_prediction, plateau, recommend
 from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, re-exported)
     DICE_FORM,
@@ -199,6 +199,21 @@ def _plot_figures(
     return figures + examples
 
 
+def _reportable_trials(experiment: str, client) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trial of ``experiment`` and the finished ones; ValueError when none finished."""
+    trials = collect.load_runs(experiment, client=client)
+    if trials.empty:
+        raise ValueError(f"experiment {experiment!r} at {client.tracking_uri} has no runs")
+    done = collect.finished(trials)
+    if done.empty:
+        counts = trials["status"].value_counts().to_dict()
+        raise ValueError(
+            f"experiment {experiment!r} has {len(trials)} trial(s) ({counts}) but none "
+            "finished with a test_hard_dice metric: nothing to report"
+        )
+    return trials, done
+
+
 def write_report(
     experiment: str,
     tracking_uri: str | None = None,
@@ -236,16 +251,7 @@ def write_report(
         Unknown experiment, or no finished run with a test dice; nothing is written then.
     """
     client = collect.client_for(tracking_uri)
-    trials = collect.load_runs(experiment, client=client)
-    if trials.empty:
-        raise ValueError(f"experiment {experiment!r} at {client.tracking_uri} has no runs")
-    done = collect.finished(trials)
-    if done.empty:
-        counts = trials["status"].value_counts().to_dict()
-        raise ValueError(
-            f"experiment {experiment!r} has {len(trials)} trial(s) ({counts}) but none "
-            "finished with a test_hard_dice metric: nothing to report"
-        )
+    trials, done = _reportable_trials(experiment, client)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -259,10 +265,10 @@ def write_report(
     if len(improving):
         histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
         improving = answer.still_improving(trials, histories)
-    trend = plateau.onset_trend(plateaus)
+    trend = contrast_trend.onset_trend(plateaus)
     erf_fits = analysis_erf.erf_fits(done, rng=rng)
     recommendation = recommend.recommend(done, plateaus)
-    held_out = recommend.leave_one_level_out(plateaus, recommend.object_sizes(done))
+    held_out = onset_prediction.leave_one_level_out(plateaus, onset_prediction.object_sizes(done))
     failed = collect.failed(trials)[FAILED_COLUMNS]
 
     evals, fourier, fn = _evaluate_datasets(client, trials, done, networks, max_patches, notes)

@@ -132,37 +132,12 @@ def ingest(
         The absolute store path.
     """
     out = Path(out).absolute()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    if not pairs:
-        raise ValueError("no image/mask pair given")
-    if patch_size < 8:
-        raise ValueError(f"patch_size must be >= 8 px, got {patch_size}")
-    if min_particle_px < 0:
-        raise ValueError(f"min_particle_px must be >= 0, got {min_particle_px}")
-    if pixel_size_nm is not None and not pixel_size_nm > 0:
-        raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
-    if xray_threshold is not None and not xray_threshold > 0:
-        raise ValueError(f"xray_threshold must be > 0 raw counts, got {xray_threshold}")
-    pairs = [(Path(i), Path(m)) for i, m in pairs]
-    for img, msk in pairs:
-        for p in (img, msk):
-            if not p.exists():
-                raise FileNotFoundError(f"{p}: no such file")
-            if p.suffix.lower() not in SUFFIXES:
-                raise ReadError(
-                    f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(SUFFIXES)}"
-                )
+    pairs = _checked_pairs(
+        out, pairs, patch_size, min_particle_px, pixel_size_nm, xray_threshold, overwrite
+    )
 
     loaded = [_load_pair(img, msk, pixel_size_nm, resample, patch_size) for img, msk in pairs]
-    sizes = {str(pair[0]): px for pair, (_, _, px) in zip(pairs, loaded, strict=True)}
-    ref = loaded[0][2]
-    for name, px in sizes.items():
-        if abs(px - ref) > PIXEL_SIZE_RTOL * ref:
-            raise ValueError(
-                f"{name}: pixel size {px:g} nm differs from {pairs[0][0]} ({ref:g} nm); one "
-                "store holds one pixel size (ingest them separately, or give --pixel-size-nm)"
-            )
+    ref = _common_pixel_size(pairs, loaded)
     regime = regime_for_pixel_size(ref)
     threshold = float(xray_threshold) if xray_threshold is not None else XRAY_THRESHOLDS[regime]
     sources: list[str] = []
@@ -207,6 +182,54 @@ def ingest(
         overwrite=overwrite,
         progress=progress,
     )
+
+
+def _checked_pairs(
+    out: Path,
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    patch_size: int,
+    min_particle_px: int,
+    pixel_size_nm: float | None,
+    xray_threshold: float | None,
+    overwrite: bool,
+) -> list[tuple[Path, Path]]:
+    """Check the arguments of :func:`ingest` and that every file is there and readable by
+    its suffix, before anything is read; the pairs as Paths."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    if not pairs:
+        raise ValueError("no image/mask pair given")
+    if patch_size < 8:
+        raise ValueError(f"patch_size must be >= 8 px, got {patch_size}")
+    if min_particle_px < 0:
+        raise ValueError(f"min_particle_px must be >= 0, got {min_particle_px}")
+    if pixel_size_nm is not None and not pixel_size_nm > 0:
+        raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
+    if xray_threshold is not None and not xray_threshold > 0:
+        raise ValueError(f"xray_threshold must be > 0 raw counts, got {xray_threshold}")
+    pairs = [(Path(i), Path(m)) for i, m in pairs]
+    for img, msk in pairs:
+        for p in (img, msk):
+            if not p.exists():
+                raise FileNotFoundError(f"{p}: no such file")
+            if p.suffix.lower() not in SUFFIXES:
+                raise ReadError(
+                    f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(SUFFIXES)}"
+                )
+    return pairs
+
+
+def _common_pixel_size(pairs: list[tuple[Path, Path]], loaded: list) -> float:
+    """The one pixel size (nm) of the loaded pairs; ValueError naming a file that differs."""
+    sizes = {str(pair[0]): px for pair, (_, _, px) in zip(pairs, loaded, strict=True)}
+    ref = loaded[0][2]
+    for name, px in sizes.items():
+        if abs(px - ref) > PIXEL_SIZE_RTOL * ref:
+            raise ValueError(
+                f"{name}: pixel size {px:g} nm differs from {pairs[0][0]} ({ref:g} nm); one "
+                "store holds one pixel size (ingest them separately, or give --pixel-size-nm)"
+            )
+    return ref
 
 
 def _load_pair(

@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="patch side in px for the store (default: the profile's, e.g. 192 for demo)",
     )
-    from temseg.data.cli import add_flat_field_arg
+    from temseg.data.cli_args import add_flat_field_arg
 
     add_flat_field_arg(g)
     g = p.add_argument_group("grid (defaults: the profile's)")
