@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 
 PRESET_NAMES = ("hr-2.2nm", "hr-5nm", "hr-10nm", "lr-20nm")  # = temseg.data.synth.PRESETS
 
@@ -92,6 +93,18 @@ def _sim_default(name: str) -> str:
     return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value}"
 
 
+SIM_DEFAULT = re.compile(r"\{sim-default:(\w+)\}")
+
+
+class _SimHelpFormatter(argparse.HelpFormatter):
+    """Fills ``{sim-default:FIELD}`` in a help text with :class:`SimParams`' default when the
+    help is shown: registering the command must not import the simulator (numpy, scipy)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        return text and SIM_DEFAULT.sub(lambda m: _sim_default(m.group(1)), text)
+
+
 def _add_sim_knobs(p: argparse.ArgumentParser) -> None:
     """The realism knobs of the multislice model (docs/physics.md, the ablation)."""
     helps = {
@@ -120,7 +133,7 @@ def _add_sim_knobs(p: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             type=kind,
             choices=choices.get(name),
-            help=f"{text} (default {_sim_default(name)})",
+            help=f"{text} (default {{sim-default:{name}}})",
         )
 
 
@@ -319,6 +332,7 @@ def add_simulate(sub) -> argparse.ArgumentParser:
     """The ``simulate`` subparser, with its arguments (no handler)."""
     p = sub.add_parser(
         "simulate",
+        formatter_class=_SimHelpFormatter,
         help="multislice-simulated HRTEM images (abTEM) -> patch store (pip install temseg[sim])",
         description=(
             "Build Au nanoparticles from atoms (ase.cluster: truncated octahedra, decahedra, "
@@ -349,7 +363,7 @@ def add_simulate(sub) -> argparse.ArgumentParser:
         metavar="MIN,MAX",
         help="amorphous carbon film thickness in nm; a range makes a film whose thickness "
         "varies over it on the scale of --carbon-correlation-nm (default "
-        f"{_sim_default('carbon_thickness_nm')})",
+        "{sim-default:carbon_thickness_nm})",
     )
     p.add_argument(
         "--defocus-nm",
