@@ -235,10 +235,78 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_segment(sub: argparse._SubParsersAction) -> None:
+def _add_segment_processing_args(p: argparse.ArgumentParser) -> None:
+    """How ``temseg segment`` preprocesses, measures and runs (everything after the model and
+    the images)."""
     from temseg.segment import DEFAULT_BATCH, DEFAULT_MIN_DIAMETER_NM, DEFAULT_TILE
     from temseg.segment.sizes import DEFAULT_BOOT
 
+    p.add_argument(
+        "--xray-threshold",
+        type=float,
+        help="x-ray outliers: counts above median + T (default 1500 HR, 400 LR, as ingest)",
+    )
+    p.add_argument(
+        "--min-diameter-nm",
+        type=float,
+        default=DEFAULT_MIN_DIAMETER_NM,
+        metavar="D",
+        help=(
+            "remove mask components whose equivalent-circle diameter is below D nm before "
+            f"writing and measuring (default {DEFAULT_MIN_DIAMETER_NM:g}; 0 keeps every "
+            "component): isolated pixels of the background are not particles"
+        ),
+    )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="split touching particles (watershed of the distance transform) before measuring",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_BOOT,
+        metavar="B",
+        help=f"bootstrap replicates of the 95%% intervals (default {DEFAULT_BOOT}, >= 100)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap (same seed, same intervals)"
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_TILE,
+        help=f"tile side in px (default {DEFAULT_TILE}); larger wastes less overlap, uses more memory",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"tiles per pass (default {DEFAULT_BATCH})",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="default: cuda if available",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else ./mlruns.db of the project)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--flat-field",
+        action=argparse.BooleanOptionalAction,
+        help=(
+            "divide out uneven illumination before the network (as ingest --flat-field); "
+            "default: as the network was trained (its registry card), off for the authors'"
+        ),
+    )
+
+
+def _register_segment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
         help="segment whole micrographs with a trained network: masks, particle sizes, report",
@@ -323,69 +391,7 @@ def _register_segment(sub: argparse._SubParsersAction) -> None:
         metavar="MASK",
         help="a true mask per image (same order): adds dice, count and diameter errors",
     )
-    p.add_argument(
-        "--xray-threshold",
-        type=float,
-        help="x-ray outliers: counts above median + T (default 1500 HR, 400 LR, as ingest)",
-    )
-    p.add_argument(
-        "--min-diameter-nm",
-        type=float,
-        default=DEFAULT_MIN_DIAMETER_NM,
-        metavar="D",
-        help=(
-            "remove mask components whose equivalent-circle diameter is below D nm before "
-            f"writing and measuring (default {DEFAULT_MIN_DIAMETER_NM:g}; 0 keeps every "
-            "component): isolated pixels of the background are not particles"
-        ),
-    )
-    p.add_argument(
-        "--split",
-        action="store_true",
-        help="split touching particles (watershed of the distance transform) before measuring",
-    )
-    p.add_argument(
-        "--bootstrap",
-        type=int,
-        default=DEFAULT_BOOT,
-        metavar="B",
-        help=f"bootstrap replicates of the 95%% intervals (default {DEFAULT_BOOT}, >= 100)",
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the bootstrap (same seed, same intervals)"
-    )
-    p.add_argument(
-        "--tile",
-        type=int,
-        default=DEFAULT_TILE,
-        help=f"tile side in px (default {DEFAULT_TILE}); larger wastes less overlap, uses more memory",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH,
-        help=f"tiles per pass (default {DEFAULT_BATCH})",
-    )
-    p.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="default: cuda if available",
-    )
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow store for runs:/ and models:/ (default $MLFLOW_TRACKING_URI, else ./mlruns.db of the project)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--flat-field",
-        action=argparse.BooleanOptionalAction,
-        help=(
-            "divide out uneven illumination before the network (as ingest --flat-field); "
-            "default: as the network was trained (its registry card), off for the authors'"
-        ),
-    )
+    _add_segment_processing_args(p)
     p.set_defaults(func=_cmd_segment)
 
 
