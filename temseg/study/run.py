@@ -118,7 +118,8 @@ def _plan(args, inputs, cfg, store, name, patch, why) -> None:
 
 def run_study(args: argparse.Namespace) -> int:
     """Run ``temseg study`` from parsed arguments; the exit code (see the module docstring)."""
-    from temseg.sweep.campaign import placement, run_campaign
+    from temseg.sweep.campaign import run_campaign
+    from temseg.sweep.cli import placement_of
     from temseg.sweep.grid import GridStrategy
 
     out = Path(args.out).absolute()
@@ -158,17 +159,9 @@ def run_study(args: argparse.Namespace) -> int:
             flat_field=args.flat_field,
             progress=_say,
         )
-    uri = args.tracking_uri or f"sqlite:///{out / 'mlruns.db'}"
-    where = placement(
-        out,
-        address=args.address,
-        tracking_uri=uri,
-        storage_path=args.storage_path or str(out / "ray_results"),
-        report_dir=args.report_dir or str(out / "report"),
-        num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus,
-        resume=args.resume,
-    )
+    args.report_dir = args.report_dir or str(out / "report")
+    where = placement_of(args, out)  # MLflow, Ray results and report under OUT by default
+    uri = where.tracking_uri
     results = run_campaign(cfg, GridStrategy(), where)
     failed = sum(1 for r in results if r.error)
     from temseg.study.page import finish

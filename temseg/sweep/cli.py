@@ -346,7 +346,7 @@ def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
     return load_profile(args.profile, overrides)
 
 
-def _where(args: argparse.Namespace, project_dir: Path | None) -> Any:
+def placement_of(args: argparse.Namespace, project_dir: Path | None) -> Any:
     """The :class:`temseg.sweep.campaign.Placement` of the resource and storage flags."""
     from temseg.sweep.campaign import PROJECT_DIR, placement
 
@@ -383,7 +383,7 @@ def run_grid_args(args: argparse.Namespace, *, name: str, project_dir: Path | No
         from temseg.sweep.campaign import run_campaign
         from temseg.sweep.grid import GridStrategy
 
-        where = _where(args, project_dir)
+        where = placement_of(args, project_dir)
         results = run_campaign(cfg, GridStrategy(), where, dry_run=args.dry_run)
     except _errors() as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
@@ -421,7 +421,7 @@ def run_search_args(args: argparse.Namespace, *, name: str, project_dir: Path | 
             compare_grid=args.compare_grid,
             warm_start=args.warm_start,
         )
-        where = _where(args, project_dir)
+        where = placement_of(args, project_dir)
         summaries = run_campaign(sweep, strategy, where, dry_run=args.dry_run)
     except _errors() as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
