@@ -17,6 +17,14 @@ if ! lint=$(PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/lint-imports 
   exit 1
 fi
 echo "tests: import contracts kept (lint-imports)" >&2
+# Test files run on TEMSEG_TEST_WORKERS pytest-xdist workers (default 2; each file's tests stay
+# on one worker, in order, so a module's Ray runtime or cluster is not started twice). The suite
+# mostly waits on Ray and MLflow start-ups, so two files at once fill the idle core; 1 runs
+# the tests one by one in this process.
+workers=${TEMSEG_TEST_WORKERS:-2}
+if [ "$workers" -gt 1 ]; then
+  set -- -n "$workers" --dist loadfile "$@"
+fi
 if [ "${TEMSEG_TEST_NETNS:-1}" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
    && unshare -rn true 2>/dev/null; then
   echo "tests: in a private network namespace (loopback only)" >&2

@@ -409,7 +409,7 @@ def last_epochs(client, runs):
     return out
 
 
-EPOCHS = 6  # with slow_store: 5 epochs (seconds) of training left after the first
+EPOCHS = 6  # with slow_store: 4 epochs (seconds) of training left after the second
 
 
 @pytest.mark.slow
@@ -483,7 +483,9 @@ def test_lost_node_trials_are_rescheduled_on_the_head(cluster, slow_store, tmp_p
             _, runs = runs_by_name(cluster.mlflow, "c-node-loss")
             there = {n: r for n, r in runs.items() if r.data.tags.get("temseg.node_id") == worker}
             for name, epoch in last_epochs(client, there).items():
-                if 1 <= epoch < EPOCHS:  # it trained (and checkpointed) an epoch there
+                # it trained (and saved) two epochs there: a restart from scratch would
+                # record epoch 1 again, a resume at most re-reports the epoch it died in
+                if 2 <= epoch < EPOCHS:
                     killed = cluster.kill_worker()
                     victim, killed_at = name, epoch
                     break
@@ -506,7 +508,11 @@ def test_lost_node_trials_are_rescheduled_on_the_head(cluster, slow_store, tmp_p
     assert tags["temseg.nodes"] == f"{worker},{head}"
     assert tags["temseg.node_id"] == head and tags["temseg.attempts"] == "2"
     ray_seen, trial_dir = ray_epochs(tmp_path, victim)
-    assert ray_seen == list(range(1, EPOCHS + 1))  # resumed from its last checkpoint
+    # resumed from its last saved epoch: every epoch once, except that the epoch whose report
+    # the kill cut short may be reported again (fit reports at least once), never epoch 1
+    assert sorted(set(ray_seen)) == list(range(1, EPOCHS + 1)), ray_seen
+    assert ray_seen == sorted(ray_seen) and len(ray_seen) - EPOCHS <= 1, ray_seen
+    assert ray_seen.count(1) == 1, ray_seen
     error = (trial_dir / "error.txt").read_text()  # Ray recorded the lost try
     print(
         f"observed: killed {len(killed)} processes of node {worker[:8]} after epoch {killed_at} "

@@ -21,7 +21,7 @@ def store64(tmp_path_factory):
 def grid_args(tmp_path, store, experiment, *extra):
     return (
         "--profile", "smoke", "--data", store, "--pools", "2-2", "--seeds", *SEEDS,
-        "--epochs", 3, "--precision", "fp32",
+        "--epochs", 2, "--precision", "fp32",
         "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}", "--experiment", experiment,
         "--storage-path", tmp_path / "ray", "--report-dir", tmp_path / experiment,
         "--num-cpus", 4, "--num-gpus", 1, "--cpus-per-trial", 1, *extra,
