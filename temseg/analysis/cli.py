@@ -32,6 +32,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_experiment_args(p: argparse.ArgumentParser, *, experiment_help: str) -> None:
+    """The sweep to read: ``--experiment`` and ``--tracking-uri`` (report, recommend)."""
+    p.add_argument("--experiment", required=True, help=experiment_help)
+    p.add_argument(
+        "--tracking-uri",
+        help="sqlite:///<absolute path> or http(s)://host:port "
+        "(default: sqlite:///<project folder>/mlruns.db)",
+    )
+
+
+def _add_bootstrap_args(p: argparse.ArgumentParser) -> None:
+    """``--n-boot`` and ``--seed`` of the seed and plateau bootstraps (report, recommend)."""
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -42,12 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "self-contained report.html into --out."
         ),
     )
-    p.add_argument("--experiment", required=True, help="MLflow experiment name")
-    p.add_argument(
-        "--tracking-uri",
-        help="sqlite:///<absolute path> or http(s)://host:port "
-        "(default: sqlite:///<project folder>/mlruns.db)",
-    )
+    _add_experiment_args(p, experiment_help="MLflow experiment name")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument(
         "--no-networks",
@@ -60,8 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=32,
         help="test patches per dataset for network evaluation (default 32; 0 = all)",
     )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_cmd_report)
     register_recommend(sub)
 
@@ -178,12 +188,7 @@ def register_recommend(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("store", help="the patch store (.zarr) to recommend an RF for")
-    p.add_argument("--experiment", required=True, help="MLflow experiment of the sweep")
-    p.add_argument(
-        "--tracking-uri",
-        help="sqlite:///<absolute path> or http(s)://host:port "
-        "(default: sqlite:///<project folder>/mlruns.db)",
-    )
+    _add_experiment_args(p, experiment_help="MLflow experiment of the sweep")
     p.add_argument(
         "--object-size-nm",
         type=float,
@@ -196,6 +201,5 @@ def register_recommend(sub: argparse._SubParsersAction) -> None:
         choices=("pooling", "dilation"),
         help="use the trend of this RF strategy (default: the one with most measured onsets)",
     )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_cmd_recommend)
