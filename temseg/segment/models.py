@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from temseg.receptive_field import format_seq
 from temseg.schema import MODEL_CARD
 
 if TYPE_CHECKING:  # torch is imported where it runs, so `temseg --help` stays instant
@@ -45,8 +44,7 @@ class SegmentModel:
         c = self.net.config
         trained = "" if self.contrast is None else f", training contrast {self.contrast:.3g}"
         return (
-            f"{self.source} ({self.kind}): N={c.num_blocks} pools {format_seq(c.pools)} "
-            f"dilations {format_seq(c.dilations)}, RF {c.rf_px} px, trained at "
+            f"{self.source} ({self.kind}): {c.label}, RF {c.rf_px} px, trained at "
             f"{self.pixel_size_nm:g} nm/px{trained}"
         )
 
