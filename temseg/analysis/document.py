@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from temseg.analysis import contrast_trend
+from temseg.analysis.collect import ARCH_KEYS
 from temseg.analysis.columns import DICE_FORM, ReportTables
 from temseg.analysis.evaluate import clip_text
 from temseg.analysis.markup import Doc, display_table, fmt_value, interval_text
@@ -333,22 +334,7 @@ def _aggregate_section(
             fmt_value(m, 3) + (f" +- {s:.3f}" if np.isfinite(s) else "")
             for m, s in summary[["test_hard_dice_mean", "test_hard_dice_std"]].to_numpy()
         ]
-    )[
-        [
-            "dataset",
-            "contrast",
-            "strategy",
-            "num_blocks",
-            "pools",
-            "dilations",
-            "rf_px",
-            "rf_nm",
-            "n_params",
-            "n_seeds",
-            "n_failed",
-            "dice",
-        ]
-    ]
+    )[[k for k in ARCH_KEYS if k != "pixel_size_nm"] + ["n_seeds", "n_failed", "dice"]]
     doc.table(display_table(view, {"contrast": 3, "rf_nm": 2}))
 
     doc.h(2, "Fourier-filter baseline")
