@@ -135,7 +135,8 @@ def write_generated_store(
     ``raw`` yields ``images`` (counts, mask) pairs; image i is its own split group and its
     source is ``{origin}:seed{seed}:image{i}``. The x-ray threshold is the ``regime``'s
     (``hr`` or ``lr``); ``extra_attrs`` holds the generator's record (its parameters, seed
-    and image count). Shared by the fast generator and the multislice simulator.
+    and image count). The store write of :func:`temseg.data.synth.make_synthetic_store`;
+    any generator of raw counts and masks can use it.
     """
     threshold = XRAY_THRESHOLDS[regime]
     sources = [f"{origin}:seed{seed}:image{i}" for i in range(images)]
