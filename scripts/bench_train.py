@@ -476,8 +476,7 @@ def main(argv=None) -> int:
         f"{torch.get_num_threads()} threads, device {device}, python {platform.python_version()}"
     )
     print(
-        f"network: N={model_cfg.num_blocks} pools {'-'.join(map(str, model_cfg.pools))} "
-        f"dilations {'-'.join(map(str, model_cfg.dilations))} ({count_parameters(init)} "
+        f"network: {model_cfg.label} ({count_parameters(init)} "
         f"parameters, RF {model_cfg.rf_px} px); data: {source}, {len(split.images)} patches of "
         f"{patch_size} px x 8 dihedral = {n_samples} samples; batch {args.batch_size}; "
         f"{args.steps} steps x {args.rounds} alternating rounds after {args.warmup} warmup steps"

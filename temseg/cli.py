@@ -160,13 +160,11 @@ def _register_arch(sub: argparse._SubParsersAction) -> None:
 def _cmd_import_legacy(args: argparse.Namespace) -> int:
     from temseg.legacy import load_legacy_checkpoint
     from temseg.model import count_parameters
-    from temseg.receptive_field import format_seq
 
     model = load_legacy_checkpoint(args.source, save_to=args.out)
     cfg = model.config
     print(
-        f"{args.source} -> {args.out}: N={cfg.num_blocks} pools {format_seq(cfg.pools)} "
-        f"dilations {format_seq(cfg.dilations)}, RF {cfg.rf_px} px, "
+        f"{args.source} -> {args.out}: {cfg.label}, RF {cfg.rf_px} px, "
         f"{count_parameters(model)} parameters"
     )
     return 0

@@ -30,6 +30,7 @@ pools 2-2 with dilations 1,1,2 -> 60 px.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -284,6 +285,23 @@ def parse_seq(text: str | Iterable[int]) -> tuple[int, ...]:
     return seq
 
 
+def network_label(
+    num_blocks: int, pools: str | Iterable[int], dilations: str | Iterable[int]
+) -> str:
+    """The one name of a network that a user reads: run names, reports, pages, the registry.
+
+    ``pools`` and ``dilations`` as sequences or in their ``"4-4"`` form (a table's columns).
+    The machine id that MLflow tags and the benchmark table hold is :attr:`Architecture.name`.
+
+    >>> network_label(2, (4, 4), (1, 1, 1))
+    'N=2 pools 4-4 dilations 1-1-1'
+    >>> network_label(3, "2-2-2", "1-2-2-2")
+    'N=3 pools 2-2-2 dilations 1-2-2-2'
+    """
+    pools, dilations = format_seq(parse_seq(pools)), format_seq(parse_seq(dilations))
+    return f"N={int(num_blocks)} pools {pools} dilations {dilations}"
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One network of the study: N blocks, pools, dilations; its RF, parameters and FLOPs.
@@ -329,12 +347,31 @@ class Architecture:
         return "pooling" if all(d == 1 for d in self.dilations) else "dilation"
 
     @property
+    def label(self) -> str:
+        """What a user reads, e.g. ``N=2 pools 8-8 dilations 1-1-1`` (:func:`network_label`)."""
+        return network_label(self.num_blocks, self.pools, self.dilations)
+
+    @property
     def name(self) -> str:
-        """Readable id, e.g. ``N2-p8.8-d1.1.1``."""
+        """Machine id, e.g. ``N2-p8.8-d1.1.1``: the MLflow tag ``temseg.architecture`` and the
+        benchmark table's ``arch`` column, by which existing runs and tables are found, so its
+        format stays; text for a user uses :attr:`label`. :meth:`from_name` reads it back."""
         return (
             f"N{self.num_blocks}-p{'.'.join(map(str, self.pools))}"
             f"-d{'.'.join(map(str, self.dilations))}"
         )
+
+    @classmethod
+    def from_name(cls, name: str) -> Architecture:
+        """The architecture whose :attr:`name` is ``name``; ValueError for anything else.
+
+        >>> Architecture.from_name("N2-p4.2-d1.1.1").label
+        'N=2 pools 4-2 dilations 1-1-1'
+        """
+        m = re.fullmatch(r"N(\d+)-p(\d+(?:\.\d+)*)-d(\d+(?:\.\d+)*)", name)
+        if m is None:
+            raise ValueError(f"not an architecture id: {name!r} (e.g. N2-p8.8-d1.1.1)")
+        return cls(int(m[1]), parse_seq(m[2].replace(".", "-")), parse_seq(m[3].replace(".", "-")))
 
 
 def forward_flops(arch: Architecture, patch_size: int) -> int:

@@ -18,17 +18,18 @@ def shared_dir() -> Path:
     return SHARED
 
 
-@pytest.fixture(scope="session")
-def test_files(shared_dir: Path) -> Path:
-    path = shared_dir / "test_files"
+def _shared_folder(shared_dir: Path, name: str) -> Path:
+    path = shared_dir / name
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def test_files(shared_dir: Path) -> Path:
+    return _shared_folder(shared_dir, "test_files")
 
 
 @pytest.fixture(scope="session")
 def reference_models(shared_dir: Path) -> Path:
-    path = shared_dir / "reference_models"
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent")
-    return path
+    return _shared_folder(shared_dir, "reference_models")

@@ -36,8 +36,12 @@ def test_summary_metrics_and_tags_come_from_the_report(tmp_path):
     assert metrics["lo/plateau_dice"] == 0.795
     assert (metrics["lo/cheapest_rf_px"], metrics["lo/smallest_rf_px"]) == (120.0, 80.0)
     assert "hi/cheapest_rf_px" not in metrics  # no network recommended: no number
-    assert tags["temseg.cheapest.lo"] == "N2-p4.4-d1.1.1 RF 120 px, dice 0.792 +- 0.031"
-    assert tags["temseg.smallest_rf.lo"] == "N2-p4.2-d1.1.1 RF 80 px, dice 0.785 +- 0.028"
+    assert tags["temseg.cheapest.lo"] == (
+        "N=2 pools 4-4 dilations 1-1-1, RF 120 px, dice 0.792 +- 0.031"
+    )
+    assert tags["temseg.smallest_rf.lo"] == (
+        "N=2 pools 4-2 dilations 1-1-1, RF 80 px, dice 0.785 +- 0.028"
+    )
     assert (tags["temseg.status.lo"], tags["temseg.status.hi"]) == ("plateau", "undetermined")
     assert tags["mlflow.note.content"] == "lo: 3 networks on the plateau\n\nhi: undetermined"
 

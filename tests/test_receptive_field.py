@@ -10,10 +10,12 @@ import sys
 import pytest
 
 from temseg.receptive_field import (
+    Architecture,
     check_input_size,
     dilation_variants,
     exact_receptive_field,
     exact_receptive_field_widths,
+    network_label,
     parameter_count,
     pool_product,
     pool_sequences,
@@ -241,3 +243,27 @@ def test_gradient_probe_matches_interval_propagation(pools, dilations, width, al
     else:
         assert min(widths) == exact_receptive_field(pools, dilations)[0]
         assert max(widths) == exact_receptive_field(pools, dilations)[1]
+
+
+# ---------------------------------------------------------------------------- names
+
+
+def test_one_network_label_and_the_machine_id_it_keeps():
+    """What a user reads everywhere (run names, reports, pages) and the tag id old runs and
+    the benchmark table are found by."""
+    arch = Architecture(3, (2, 4, 2), (1, 2, 2, 2))
+    assert arch.label == "N=3 pools 2-4-2 dilations 1-2-2-2"
+    assert arch.name == "N3-p2.4.2-d1.2.2.2"  # the temseg.architecture tag: never changes
+    # a table's "4-4" columns give the same label as the tuples
+    assert network_label(2, "4-4", "1-1-1") == Architecture(2, (4, 4)).label
+    assert network_label(2, (4, 4), (1, 1, 1)) == "N=2 pools 4-4 dilations 1-1-1"
+
+
+def test_the_machine_id_reads_back():
+    archs = valid_architectures() + [Architecture(2, (2, 2), (1, 4, 8))]
+    assert len(archs) == 31  # the paper's 30 pooling networks and one dilated
+    for arch in archs:
+        assert Architecture.from_name(arch.name) == arch
+    for bad in ("N2 p4-4", "N2-p4.4", "N2-p4.4-d1.1", "n2-p4.4-d1.1.1", ""):
+        with pytest.raises(ValueError):
+            Architecture.from_name(bad)

@@ -349,7 +349,7 @@ def test_smoke_search_end_to_end_into_sqlite(tmp_path, store128):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Pareto front" in out.stdout and "receptive field of" in out.stdout
-    assert "The grid's best on this dataset was N2-p4.4-d1.1.1" in out.stdout
+    assert "The grid's best on this dataset was N=2 pools 4-4 dilations 1-1-1" in out.stdout
 
     client, runs = study_runs(uri)
     assert 1 <= len(runs) <= 3

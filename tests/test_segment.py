@@ -239,7 +239,7 @@ def test_recommended_trial_choice():
     # b: no network named, so the best seed-mean validation dice (120 px: 0.70 > 0.69 > 0.60)
     assert rec["run_id"].tolist() == ["a-120-2", "b-120-1"]
     assert rec["reason"].tolist() == [
-        "the report's recommendation (plateau): cheapest network N2-p4.4-d1.1.1",
+        "the report's recommendation (plateau): cheapest network N=2 pools 4-4 dilations 1-1-1",
         "no recommended network (undetermined): best seed-mean validation dice",
     ]
 

@@ -98,7 +98,7 @@ def test_study_end_to_end_then_again_trains_nothing(tmp_path):
     assert sizes["image"].tolist() == [f"m{i}" for i in range(6)] + ["all", "new"]
     assert sizes["trained_on"].tolist() == ["yes (with its mask)"] * 7 + ["no"]
     page = (out / "index.html").read_text()
-    assert page.index("Recommended network: N=2") < page.index("Particle sizes")
+    assert page.index("Recommended network: N=2 pools ") < page.index("Particle sizes")
     assert "flat field: on (--flat-field)" in (out / "study.md").read_text()
     assert "flat field on (as the network was trained)" in (
         out / "segmented" / "index.html"

@@ -10,6 +10,12 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where they run: `temseg --help` stays instant
+    import pandas as pd
+
+    from temseg.analysis.onset_prediction import TrendFit
 
 # exit status of `temseg recommend` when it cannot predict (the trend is undetermined); 2 is
 # bad input (temseg.cli.main), 0 a prediction
@@ -32,6 +38,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_experiment_args(p: argparse.ArgumentParser, *, experiment_help: str) -> None:
+    """The sweep to read: ``--experiment`` and ``--tracking-uri`` (report, recommend)."""
+    p.add_argument("--experiment", required=True, help=experiment_help)
+    p.add_argument(
+        "--tracking-uri",
+        help="sqlite:///<absolute path> or http(s)://host:port "
+        "(default: sqlite:///<project folder>/mlruns.db)",
+    )
+
+
+def _add_bootstrap_args(p: argparse.ArgumentParser) -> None:
+    """``--n-boot`` and ``--seed`` of the seed and plateau bootstraps (report, recommend)."""
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -42,12 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "self-contained report.html into --out."
         ),
     )
-    p.add_argument("--experiment", required=True, help="MLflow experiment name")
-    p.add_argument(
-        "--tracking-uri",
-        help="sqlite:///<absolute path> or http(s)://host:port "
-        "(default: sqlite:///<project folder>/mlruns.db)",
-    )
+    _add_experiment_args(p, experiment_help="MLflow experiment name")
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument(
         "--no-networks",
@@ -60,15 +77,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=32,
         help="test patches per dataset for network evaluation (default 32; 0 = all)",
     )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_cmd_report)
     register_recommend(sub)
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from temseg.analysis import collect, plateau
-    from temseg.analysis import onset_prediction
+
+    store, attrs, contrast, pixel = _store_contrast(args)
+    trials = collect.load_runs(args.experiment, args.tracking_uri)  # unknown: ValueError
+    done = collect.finished(trials)
+    if done.empty:
+        raise ValueError(
+            f"experiment {args.experiment!r} has no finished run with a test_hard_dice: "
+            "nothing to fit"
+        )
+    print(f"store:         {store}")
+    print(f"contrast:      {contrast:.4f} (temseg contrast score, as the store records it)")
+    print(f"pixel size:    {pixel:g} nm/px")
+    _print_heuristic(args.object_size_nm, attrs, contrast, pixel)
+    images = collect.load_test_images(done, args.tracking_uri)
+    plateaus = plateau.fit_plateaus(done, n_boot=args.n_boot, rng=args.seed, images=images)
+    trend = _chosen_trend(args, plateaus, pixel)
+    if trend is None:
+        return EXIT_UNDETERMINED
+    _print_prediction(trend, contrast, pixel)
+    return 0
+
+
+def _store_contrast(args: argparse.Namespace) -> tuple[Path, dict, float, float]:
+    """The store, its attributes, measured contrast and pixel size; a clear error for a
+    missing store, a bad --object-size-nm or a store without a positive contrast."""
     from temseg.data.store import read_attrs
 
     store = Path(args.store).absolute()
@@ -83,23 +123,19 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             f"{store}: attribute 'contrast' is {contrast!r}; the trend needs a positive "
             "measured contrast (a store whose particle or background class is empty has none)"
         )
-    contrast, pixel = float(contrast), float(attrs["pixel_size_nm"])
-    trials = collect.load_runs(args.experiment, args.tracking_uri)  # unknown: ValueError
-    done = collect.finished(trials)
-    if done.empty:
-        raise ValueError(
-            f"experiment {args.experiment!r} has no finished run with a test_hard_dice: "
-            "nothing to fit"
-        )
+    return store, attrs, float(contrast), float(attrs["pixel_size_nm"])
 
-    size, size_from = args.object_size_nm, "--object-size-nm"
+
+def _print_heuristic(size: float | None, attrs: dict, contrast: float, pixel: float) -> None:
+    """The Loos et al. heuristic's RF for the store: the given object size, else the
+    generator's particle diameter, else unknown."""
+    from temseg.analysis import onset_prediction
+
+    size_from = "--object-size-nm"
     if size is None:
         gen = attrs.get("generator") or attrs.get("simulation") or {}
         size = float(gen.get("diameter_nm", math.nan))
         size_from = "the generator's particle diameter"
-    print(f"store:         {store}")
-    print(f"contrast:      {contrast:.4f} (temseg contrast score, as the store records it)")
-    print(f"pixel size:    {pixel:g} nm/px")
     heur = onset_prediction.heuristic_rf_nm(size, contrast)
     if math.isfinite(heur):
         print(f"object size:   {size:g} nm ({size_from})")
@@ -112,8 +148,14 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print("object size:   unknown (not a synthetic store: pass --object-size-nm)")
         print("heuristic:     not computed (object size unknown)")
 
-    images = collect.load_test_images(done, args.tracking_uri)
-    plateaus = plateau.fit_plateaus(done, n_boot=args.n_boot, rng=args.seed, images=images)
+
+def _chosen_trend(
+    args: argparse.Namespace, plateaus: pd.DataFrame, pixel: float
+) -> TrendFit | None:
+    """The onset trend at the store's pixel size (and --blocks, --strategy), the first
+    determined one; None after saying on stderr why there is none."""
+    from temseg.analysis import onset_prediction
+
     groups = onset_prediction.trend_groups(plateaus)
     same = [t for t in groups if abs(t.pixel_size_nm - pixel) <= 0.01 * pixel]
     if args.blocks is not None:
@@ -131,18 +173,27 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             "at one sampling)",
             file=sys.stderr,
         )
-        return EXIT_UNDETERMINED
+        return None
     trend = next((t for t in same if t.determined), same[0])
-    series = f"N={trend.num_blocks} {trend.strategy} at {trend.pixel_size_nm:g} nm/px"
     if not trend.determined:
         print(
-            f"temseg recommend: cannot: the trend is undetermined ({series}: {trend.reason})",
+            f"temseg recommend: cannot: the trend is undetermined ({_series(trend)}: "
+            f"{trend.reason})",
             file=sys.stderr,
         )
-        return EXIT_UNDETERMINED
+        return None
+    return trend
+
+
+def _series(trend: TrendFit) -> str:
+    return f"N={trend.num_blocks} {trend.strategy} at {trend.pixel_size_nm:g} nm/px"
+
+
+def _print_prediction(trend: TrendFit, contrast: float, pixel: float) -> None:
+    """The trend's line and its predicted RF for ``contrast``, with the interval."""
     onset, lo, hi = trend.predict(contrast)
     print(
-        f"trend:         {series}: onset_nm = {math.exp(trend.intercept):.4g} x "
+        f"trend:         {_series(trend)}: onset_nm = {math.exp(trend.intercept):.4g} x "
         f"contrast^{trend.slope:.3f} over {trend.n_with_onset} level(s) with a measured onset "
         f"(contrast {trend.contrast_min:.3g}-{trend.contrast_max:.3g})"
     )
@@ -157,7 +208,6 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             f"note:          contrast {contrast:.3g} lies outside the fitted range "
             f"{trend.contrast_min:.3g}-{trend.contrast_max:.3g}: an extrapolation"
         )
-    return 0
 
 
 def register_recommend(sub: argparse._SubParsersAction) -> None:
@@ -178,12 +228,7 @@ def register_recommend(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("store", help="the patch store (.zarr) to recommend an RF for")
-    p.add_argument("--experiment", required=True, help="MLflow experiment of the sweep")
-    p.add_argument(
-        "--tracking-uri",
-        help="sqlite:///<absolute path> or http(s)://host:port "
-        "(default: sqlite:///<project folder>/mlruns.db)",
-    )
+    _add_experiment_args(p, experiment_help="MLflow experiment of the sweep")
     p.add_argument(
         "--object-size-nm",
         type=float,
@@ -196,6 +241,5 @@ def register_recommend(sub: argparse._SubParsersAction) -> None:
         choices=("pooling", "dilation"),
         help="use the trend of this RF strategy (default: the one with most measured onsets)",
     )
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_cmd_recommend)

@@ -1,6 +1,11 @@
-"""Column orders of the report's CSV files (shared by the report and its renderers)."""
+"""Column orders of the report's CSV files and the tables themselves (shared by the report
+and its renderers)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
 
 from temseg.analysis import collect
 
@@ -102,3 +107,38 @@ FAILED_COLUMNS = [
     "run_id",
     "error",
 ]
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    """The tables of one report: written as CSV, drawn and rendered (one value for the
+    figures and the document instead of a dozen arguments)."""
+
+    trials: pd.DataFrame  # every trial, failed ones included
+    failed: pd.DataFrame  # FAILED_COLUMNS
+    summary: pd.DataFrame  # SUMMARY_COLUMNS
+    plateaus: pd.DataFrame  # PLATEAU_COLUMNS
+    recommendation: pd.DataFrame
+    answers: pd.DataFrame
+    held_out: pd.DataFrame  # leave-one-level-out predictions
+    trend: pd.DataFrame  # onset against measured contrast
+    erf_fits: pd.DataFrame
+    fourier: pd.DataFrame  # FOURIER_COLUMNS
+    fn: pd.DataFrame  # FN_COLUMNS
+    improving: pd.DataFrame  # trials whose best epoch was their last (no CSV)
+
+    def csvs(self) -> dict[str, pd.DataFrame]:
+        """Each CSV file's stem and its table."""
+        return {
+            "trials": self.trials.drop(columns=["start_time"]),
+            "failed_trials": self.failed,
+            "summary": self.summary,
+            "plateaus": self.plateaus,
+            "recommendation": self.recommendation,
+            "answers": self.answers,
+            "leave_one_level_out": self.held_out,
+            "onset_trend": self.trend,
+            "erf_fits": self.erf_fits,
+            "fourier": self.fourier,
+            "fn_overlap": self.fn,
+        }

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 
 from temseg.analysis import contrast_trend
-from temseg.analysis.columns import (
-    DICE_FORM,
-)
+from temseg.analysis.collect import ARCH_KEYS
+from temseg.analysis.columns import DICE_FORM, ReportTables
 from temseg.analysis.evaluate import clip_text
 from temseg.analysis.markup import Doc, display_table, fmt_value, interval_text
 
@@ -141,41 +140,34 @@ def held_out_lines(held_out: pd.DataFrame) -> list[str]:
 def build_doc(
     experiment: str,
     uri: str,
-    answers: pd.DataFrame,
-    improving: pd.DataFrame,
-    trials: pd.DataFrame,
-    summary: pd.DataFrame,
-    plateaus: pd.DataFrame,
-    trend: pd.DataFrame,
-    fourier: pd.DataFrame,
-    fn: pd.DataFrame,
-    failed: pd.DataFrame,
+    tables: ReportTables,
     figures: list[tuple[Path, str]],
     notes: list[str],
-    *,
-    erf_fits: pd.DataFrame | None = None,
-    recommendation: pd.DataFrame | None = None,
-    held_out: pd.DataFrame | None = None,
 ) -> Doc:
+    """The report of ``experiment`` (read from ``uri``): its tables, figures and notes."""
+    t = tables
     doc = Doc()
-    n_done = int((trials["status"] == "FINISHED").sum())
+    n_done = int((t.trials["status"] == "FINISHED").sum())
     doc.h(1, f"temseg report: {experiment}")
     doc.p(
         f"Tracking URI `{uri}`; generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
-        f"{len(trials)} trial(s): {n_done} finished, {len(failed)} without a test dice "
-        f"(listed below); {summary['dataset'].nunique()} dataset(s), "
-        f"{len(summary)} dataset x architecture cell(s)."
+        f"{len(t.trials)} trial(s): {n_done} finished, {len(t.failed)} without a test dice "
+        f"(listed below); {t.summary['dataset'].nunique()} dataset(s), "
+        f"{len(t.summary)} dataset x architecture cell(s)."
     )
     doc.p(DICE_FORM)
 
-    _answer_section(doc, answers, improving, recommendation, n_done)
+    _answer_section(doc, t.answers, t.improving, t.recommendation, n_done)
     doc.h(2, "Findings")
-    doc.ul(findings(plateaus, trend, fourier, fn, summary) or ["(too few levels to compare)"])
+    doc.ul(
+        findings(t.plateaus, t.trend, t.fourier, t.fn, t.summary)
+        or ["(too few levels to compare)"]
+    )
     doc.h(2, "Figures")
     for path, caption in figures:
         doc.img(path, caption)
-    _plateau_section(doc, plateaus, trend, held_out, erf_fits)
-    _aggregate_section(doc, summary, fourier, fn, failed, notes)
+    _plateau_section(doc, t.plateaus, t.trend, t.held_out, t.erf_fits)
+    _aggregate_section(doc, t.summary, t.fourier, t.fn, t.failed, notes)
     return doc
 
 
@@ -183,12 +175,12 @@ def _answer_section(
     doc: Doc,
     answers: pd.DataFrame,
     improving: pd.DataFrame,
-    recommendation: pd.DataFrame | None,
+    recommendation: pd.DataFrame,
     n_done: int,
 ) -> None:
     """The recommendation, the answer per level, and whether trials were still improving."""
     doc.h(2, "Recommendation: which network to use")
-    rec = recommendation if recommendation is not None else pd.DataFrame()
+    rec = recommendation
     doc.ul(list(rec["sentence"]) if len(rec) else ["(no plateau fit: no recommendation)"])
     doc.p(
         "Per dataset, the networks whose seed-mean test dice lies within (or above) the 95% "
@@ -242,8 +234,8 @@ def _plateau_section(
     doc: Doc,
     plateaus: pd.DataFrame,
     trend: pd.DataFrame,
-    held_out: pd.DataFrame | None,
-    erf_fits: pd.DataFrame | None,
+    held_out: pd.DataFrame,
+    erf_fits: pd.DataFrame,
 ) -> None:
     """The plateau fits, the onset trend, its held-out test and dice against the ERF."""
     doc.h(2, "Plateau fits")
@@ -312,7 +304,7 @@ def _plateau_section(
         "only levels whose onset lies inside the tested RFs can be scored "
         "(leave_one_level_out.csv)."
     )
-    doc.ul(held_out_lines(held_out if held_out is not None else pd.DataFrame()))
+    doc.ul(held_out_lines(held_out))
 
     doc.h(3, "Dice against the effective receptive field")
     doc.p(
@@ -320,7 +312,7 @@ def _plateau_section(
         "the RF, on the same trials; the residual sd sqrt(SSE / (n - 3)) of the two fits says "
         "which coordinate dice follows more tightly (erf_fits.csv)."
     )
-    if erf_fits is not None and len(erf_fits):
+    if len(erf_fits):
         doc.ul(list(erf_fits["sentence"]))
     else:
         doc.p("No ERF fit: no run has ERF metrics.")
@@ -342,22 +334,7 @@ def _aggregate_section(
             fmt_value(m, 3) + (f" +- {s:.3f}" if np.isfinite(s) else "")
             for m, s in summary[["test_hard_dice_mean", "test_hard_dice_std"]].to_numpy()
         ]
-    )[
-        [
-            "dataset",
-            "contrast",
-            "strategy",
-            "num_blocks",
-            "pools",
-            "dilations",
-            "rf_px",
-            "rf_nm",
-            "n_params",
-            "n_seeds",
-            "n_failed",
-            "dice",
-        ]
-    ]
+    )[[k for k in ARCH_KEYS if k != "pixel_size_nm"] + ["n_seeds", "n_failed", "dice"]]
     doc.table(display_table(view, {"contrast": 3, "rf_nm": 2}))
 
     doc.h(2, "Fourier-filter baseline")

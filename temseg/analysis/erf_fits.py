@@ -65,36 +65,26 @@ def erf_fits(trials: pd.DataFrame, *, n_boot: int = 0, rng: int = 0) -> pd.DataF
     done = trials[(trials["status"] == "FINISHED") & np.isfinite(trials["test_hard_dice"])]
     done = done.assign(erf_diameter_px=erf_diameter(done))
     rows = []
-    keys = ["dataset", "contrast", "pixel_size_nm", "num_blocks"]
-    for (dataset, contrast, pixel_size, n_blocks), level in done.groupby(keys, dropna=False):
-        for strategy, g in plateau._strategy_members(level).items():
-            has = g[np.isfinite(g["erf_diameter_px"]) & (g["erf_diameter_px"] > 0)]
-            row = {
-                "dataset": dataset,
-                "contrast": contrast,
-                "pixel_size_nm": pixel_size,
-                "num_blocks": int(n_blocks),
-                "strategy": strategy,
-                "n_trials": len(has),
-                "n_without_erf": len(g) - len(has),
-            }
-            y = has["test_hard_dice"].astype(float).to_numpy()
-            seeds = has["seed"].to_numpy()
-            x_rf = has["rf_px"].astype(float).to_numpy()
-            x_erf = has["erf_diameter_px"].to_numpy()
-            fit_rf = plateau.fit_plateau(x_rf, y, seeds, n_boot=n_boot, rng=rng)
-            fit_erf = plateau.fit_plateau(x_erf, y, seeds, n_boot=n_boot, rng=rng)
-            row.update(
-                verdict_rf=fit_rf.verdict,
-                verdict_erf=fit_erf.verdict,
-                sigma_rf=residual_sd(fit_rf, x_rf, y),
-                sigma_erf=residual_sd(fit_erf, x_erf, y),
-                onset_erf_px=fit_erf.onset_rf_px if fit_erf.onset_censored == "none" else math.nan,
-                onset_erf_censored=fit_erf.onset_censored,
-            )
-            row["tracks"] = _tracks(row["sigma_rf"], row["sigma_erf"])
-            row["sentence"] = _sentence(row)
-            rows.append(row)
+    for group, g in plateau.rf_series(done):
+        has = g[np.isfinite(g["erf_diameter_px"]) & (g["erf_diameter_px"] > 0)]
+        row = {**group, "n_trials": len(has), "n_without_erf": len(g) - len(has)}
+        y = has["test_hard_dice"].astype(float).to_numpy()
+        seeds = has["seed"].to_numpy()
+        x_rf = has["rf_px"].astype(float).to_numpy()
+        x_erf = has["erf_diameter_px"].to_numpy()
+        fit_rf = plateau.fit_plateau(x_rf, y, seeds, n_boot=n_boot, rng=rng)
+        fit_erf = plateau.fit_plateau(x_erf, y, seeds, n_boot=n_boot, rng=rng)
+        row.update(
+            verdict_rf=fit_rf.verdict,
+            verdict_erf=fit_erf.verdict,
+            sigma_rf=residual_sd(fit_rf, x_rf, y),
+            sigma_erf=residual_sd(fit_erf, x_erf, y),
+            onset_erf_px=fit_erf.onset_rf_px if fit_erf.onset_censored == "none" else math.nan,
+            onset_erf_censored=fit_erf.onset_censored,
+        )
+        row["tracks"] = _tracks(row["sigma_rf"], row["sigma_erf"])
+        row["sentence"] = _sentence(row)
+        rows.append(row)
     return pd.DataFrame(rows, columns=ERF_FIT_COLUMNS)
 
 

@@ -133,10 +133,13 @@ def plot_dice_vs_rf(
 
 
 def plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: Path) -> None:
+    """Dice gain (left) and plateau onset with the power-law trend (right) against measured
+    contrast, one series per (pixel size, N, strategy)."""
     fig = _figure(10, 4.0)
     ax_gain, ax_onset = fig.subplots(1, 2)
     pixel_sizes = sorted(plateaus["pixel_size_nm"].unique())
-    for (pixel_size, n_blocks, strategy), g in plateaus.groupby(list(contrast_trend.TREND_KEYS)):
+    for key, g in plateaus.groupby(list(contrast_trend.TREND_KEYS)):
+        pixel_size, n_blocks, strategy = key
         g = g.sort_values("contrast")
         color = N_COLORS.get(int(n_blocks), "black")
         style = "-" if strategy == "pooling" else "--"
@@ -149,47 +152,7 @@ def plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: Pa
         ax_gain.plot(
             g["contrast"], g["observed_gain"], color=color, marker=marker, ls=style, label=label
         )
-        rises = g[np.isfinite(g["onset_rf_nm"]) & (g["gain"] > 0)]
-        sure = rises[rises["verdict"] == plateau.RISES]
-        unsure = rises[rises["verdict"] != plateau.RISES]
-        lo = (sure["onset_rf_nm"] - sure["onset_rf_nm_lo"]).clip(lower=0).fillna(0)
-        hi = (sure["onset_rf_nm_hi"] - sure["onset_rf_nm"]).clip(lower=0).fillna(0)
-        if len(sure):
-            ax_onset.errorbar(
-                sure["contrast"],
-                sure["onset_rf_nm"],
-                yerr=[lo, hi],
-                color=color,
-                marker=marker,
-                ls="none",
-                capsize=2,
-                label=f"{label}: rises",
-            )
-        if len(unsure):
-            ax_onset.plot(
-                unsure["contrast"],
-                unsure["onset_rf_nm"],
-                color=color,
-                marker=marker,
-                mfc="none",
-                ls="none",
-                label=f"{label}: point estimate, no verdict",
-            )
-        for r in rises[~rises["plateau_reached"].astype(bool)].itertuples():
-            ax_onset.annotate(
-                "beyond largest RF", (r.contrast, r.onset_rf_nm), xytext=(4, 4),
-                textcoords="offset points", fontsize=7, color=color,
-            )  # fmt: skip
-        flat = g[g["verdict"] == plateau.FLAT]
-        if len(flat):
-            ax_onset.plot(
-                flat["contrast"],
-                flat["rf_min_nm"],
-                color=color,
-                marker="v",
-                ls="none",
-                label=f"{label}: no detectable dependence (onset <= smallest RF)",
-            )
+        _draw_onsets(ax_onset, g, color=color, marker=marker, label=label)
         t = trend[
             (trend["pixel_size_nm"] == pixel_size)
             & (trend["num_blocks"] == n_blocks)
@@ -204,6 +167,59 @@ def plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: Pa
                 ls=style,
                 lw=1,
             )
+    _label_onset_axes(ax_gain, ax_onset)
+    fig.savefig(path, dpi=110)
+
+
+def _draw_onsets(ax, g: pd.DataFrame, *, color: str, marker: str, label: str) -> None:
+    """One series' onsets: with bootstrap bars where dice rises, open markers where the fit
+    has no verdict, a note where the onset lies beyond the largest RF, and the smallest RF
+    where dice shows no dependence on RF."""
+    rises = g[np.isfinite(g["onset_rf_nm"]) & (g["gain"] > 0)]
+    sure = rises[rises["verdict"] == plateau.RISES]
+    unsure = rises[rises["verdict"] != plateau.RISES]
+    lo = (sure["onset_rf_nm"] - sure["onset_rf_nm_lo"]).clip(lower=0).fillna(0)
+    hi = (sure["onset_rf_nm_hi"] - sure["onset_rf_nm"]).clip(lower=0).fillna(0)
+    if len(sure):
+        ax.errorbar(
+            sure["contrast"],
+            sure["onset_rf_nm"],
+            yerr=[lo, hi],
+            color=color,
+            marker=marker,
+            ls="none",
+            capsize=2,
+            label=f"{label}: rises",
+        )
+    if len(unsure):
+        ax.plot(
+            unsure["contrast"],
+            unsure["onset_rf_nm"],
+            color=color,
+            marker=marker,
+            mfc="none",
+            ls="none",
+            label=f"{label}: point estimate, no verdict",
+        )
+    for r in rises[~rises["plateau_reached"].astype(bool)].itertuples():
+        ax.annotate(
+            "beyond largest RF", (r.contrast, r.onset_rf_nm), xytext=(4, 4),
+            textcoords="offset points", fontsize=7, color=color,
+        )  # fmt: skip
+    flat = g[g["verdict"] == plateau.FLAT]
+    if len(flat):
+        ax.plot(
+            flat["contrast"],
+            flat["rf_min_nm"],
+            color=color,
+            marker="v",
+            ls="none",
+            label=f"{label}: no detectable dependence (onset <= smallest RF)",
+        )
+
+
+def _label_onset_axes(ax_gain, ax_onset) -> None:
+    """Labels, titles, log scales (where something is drawn), grids and legends."""
     ax_gain.axhline(0, color="0.5", lw=0.8)
     ax_gain.set_xlabel("measured contrast")
     ax_gain.set_ylabel("dice gain, largest - smallest RF")
@@ -226,7 +242,6 @@ def plot_onset_vs_contrast(plateaus: pd.DataFrame, trend: pd.DataFrame, path: Pa
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
 
 
 def plot_erf_vs_rf(trials: pd.DataFrame, path: Path) -> bool:

@@ -87,8 +87,9 @@ a measured onset; b < 0 means the onset falls as contrast rises (the paper's hyp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -401,6 +402,22 @@ def _strategy_members(group: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def rf_series(trials: pd.DataFrame) -> Iterator[tuple[dict[str, Any], pd.DataFrame]]:
+    """Every RF series of a trial table, one per (dataset, contrast, N, strategy): its
+    :data:`GROUP_KEYS` values (the first columns of a fit's row) and its member trials."""
+    keys = list(GROUP_KEYS[:-1])
+    for (dataset, contrast, pixel_size, n_blocks), level in trials.groupby(keys, dropna=False):
+        for strategy, members in _strategy_members(level).items():
+            group = {
+                "dataset": dataset,
+                "contrast": contrast,
+                "pixel_size_nm": pixel_size,
+                "num_blocks": int(n_blocks),
+                "strategy": strategy,
+            }
+            yield group, members
+
+
 def fit_plateaus(
     trials: pd.DataFrame,
     *,
@@ -436,28 +453,18 @@ def fit_plateaus(
     if "status" in ok.columns:
         ok = ok[ok["status"] == "FINISHED"]
     rows = []
-    keys = ["dataset", "contrast", "pixel_size_nm", "num_blocks"]
-    for (dataset, contrast, pixel_size, n_blocks), group in ok.groupby(keys, dropna=False):
-        for strategy, members in _strategy_members(group).items():
-            fit = fit_plateau(
-                members["rf_px"].astype(float).to_numpy(),
-                members[metric].astype(float).to_numpy(),
-                members["seed"].to_numpy(),
-                n_boot=n_boot,
-                rng=rng,
-                counts=image_bootstrap.counts_for(members, images)
-                if metric == "test_hard_dice"
-                else None,
-            )
-            row = {
-                "dataset": dataset,
-                "contrast": contrast,
-                "pixel_size_nm": pixel_size,
-                "num_blocks": int(n_blocks),
-                "strategy": strategy,
-                **fit.as_dict(),
-            }
-            rows.append(row)
+    for group, members in rf_series(ok):
+        fit = fit_plateau(
+            members["rf_px"].astype(float).to_numpy(),
+            members[metric].astype(float).to_numpy(),
+            members["seed"].to_numpy(),
+            n_boot=n_boot,
+            rng=rng,
+            counts=image_bootstrap.counts_for(members, images)
+            if metric == "test_hard_dice"
+            else None,
+        )
+        rows.append({**group, **fit.as_dict()})
     cols = list(GROUP_KEYS) + list(PlateauFit.__dataclass_fields__)
     out = pd.DataFrame(rows, columns=cols)
     # An onset the grid does not resolve ("above": still rising; "below": reached by the

@@ -231,7 +231,8 @@ def _rf_key(prefix: str, unit: str) -> str:
 def _pick_text(row: dict, prefix: str) -> str:
     std = row[f"{prefix}_dice_std"]
     return (
-        f"{row[f'{prefix}_network']}, RF {row[_rf_key(prefix, 'px')]:.0f} px "
+        f"{Architecture.from_name(row[f'{prefix}_network']).label}, "
+        f"RF {row[_rf_key(prefix, 'px')]:.0f} px "
         f"({row[_rf_key(prefix, 'nm')]:.2f} nm), dice {row[f'{prefix}_dice_mean']:.3f}"
         + (f" +- {std:.3f}" if np.isfinite(std) else " (one seed)")
         + f" over {row[f'{prefix}_n_seeds']} seed(s)"
@@ -337,7 +338,8 @@ def recommended_trials(trials: pd.DataFrame, recommendation: pd.DataFrame) -> pd
         ]
         chosen = ds_trials[np.asarray(names) == network] if network else ds_trials[:0]
         if len(chosen):
-            reason = f"the report's recommendation ({rec.status}): cheapest network {network}"
+            label = Architecture.from_name(network).label
+            reason = f"the report's recommendation ({rec.status}): cheapest network {label}"
         else:
             status = "no report row" if rec is None else rec.status
             chosen = _best_arch(ds_trials)

@@ -57,6 +57,7 @@ from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, 
     FOURIER_COLUMNS,
     PLATEAU_COLUMNS,
     SUMMARY_COLUMNS,
+    ReportTables,
 )
 from temseg.analysis.document import build_doc
 from temseg.analysis.evaluate import (
@@ -141,20 +142,13 @@ def _evaluate_datasets(
 
 
 def _plot_figures(
-    out: Path,
-    trials: pd.DataFrame,
-    summary: pd.DataFrame,
-    plateaus: pd.DataFrame,
-    trend: pd.DataFrame,
-    fourier: pd.DataFrame,
-    fn: pd.DataFrame,
-    evals: list[DatasetEval],
-    notes: list[str],
+    out: Path, tables: ReportTables, evals: list[DatasetEval], notes: list[str]
 ) -> list[tuple[Path, str]]:
     """Draw the report's figures into ``out``; each PNG with its caption (what could not be
     drawn is said in ``notes``)."""
+    t = tables
     figures: list[tuple[Path, str]] = []
-    plot_dice_vs_rf(summary, plateaus, fourier, out / "dice_vs_rf.png")
+    plot_dice_vs_rf(t.summary, t.plateaus, t.fourier, out / "dice_vs_rf.png")
     figures.append(
         (
             out / "dice_vs_rf.png",
@@ -162,11 +156,11 @@ def _plot_figures(
             "contrast level (as the paper's Figures 2-4).",
         )
     )
-    plot_onset_vs_contrast(plateaus, trend, out / "onset_vs_contrast.png")
+    plot_onset_vs_contrast(t.plateaus, t.trend, out / "onset_vs_contrast.png")
     figures.append(
         (out / "onset_vs_contrast.png", "Dice gain and plateau onset against measured contrast.")
     )
-    if plot_erf_vs_rf(trials, out / "erf_vs_rf.png"):
+    if plot_erf_vs_rf(t.trials, out / "erf_vs_rf.png"):
         figures.append(
             (
                 out / "erf_vs_rf.png",
@@ -183,7 +177,7 @@ def _plot_figures(
     examples = []
     for ds in evals:
         path = out / f"examples_{_safe_name(ds.name)}.png"
-        if plot_examples(ds, fn, path):
+        if plot_examples(ds, t.fn, path):
             examples.append(
                 (
                     path,
@@ -212,6 +206,46 @@ def _reportable_trials(experiment: str, client) -> tuple[pd.DataFrame, pd.DataFr
             "finished with a test_hard_dice metric: nothing to report"
         )
     return trials, done
+
+
+def _tables(
+    client,
+    trials: pd.DataFrame,
+    done: pd.DataFrame,
+    networks: bool,
+    max_patches: int | None,
+    n_boot: int,
+    rng: int,
+    notes: list[str],
+) -> tuple[ReportTables, list[DatasetEval]]:
+    """Every table of the report (fits, answers, recommendation, baseline, network
+    evaluation) and the per-dataset evaluations the example figures draw."""
+    summary = collect.aggregate_seeds(trials)[SUMMARY_COLUMNS]
+    images = collect.load_test_images(done, client=client)
+    plateaus = plateau.fit_plateaus(trials, n_boot=n_boot, rng=rng, images=images)
+    plateaus = plateaus[PLATEAU_COLUMNS]
+    improving = answer.still_improving(trials)
+    if len(improving):
+        histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
+        improving = answer.still_improving(trials, histories)
+    evals, fourier, fn = _evaluate_datasets(client, trials, done, networks, max_patches, notes)
+    tables = ReportTables(
+        trials=trials,
+        failed=collect.failed(trials)[FAILED_COLUMNS],
+        summary=summary,
+        plateaus=plateaus,
+        recommendation=recommend.recommend(done, plateaus),
+        answers=answer.level_answers(done, plateaus, images),
+        held_out=onset_prediction.leave_one_level_out(
+            plateaus, onset_prediction.object_sizes(done)
+        ),
+        trend=contrast_trend.onset_trend(plateaus),
+        erf_fits=analysis_erf.erf_fits(done, rng=rng),
+        fourier=fourier,
+        fn=fn,
+        improving=improving,
+    )
+    return tables, evals
 
 
 def write_report(
@@ -256,58 +290,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
-    summary = collect.aggregate_seeds(trials)[SUMMARY_COLUMNS]
-    images = collect.load_test_images(done, client=client)
-    plateaus = plateau.fit_plateaus(trials, n_boot=n_boot, rng=rng, images=images)
-    plateaus = plateaus[PLATEAU_COLUMNS]
-    answers = answer.level_answers(done, plateaus, images)
-    improving = answer.still_improving(trials)
-    if len(improving):
-        histories = collect.load_histories(improving, metrics=["val_hard_dice"], client=client)
-        improving = answer.still_improving(trials, histories)
-    trend = contrast_trend.onset_trend(plateaus)
-    erf_fits = analysis_erf.erf_fits(done, rng=rng)
-    recommendation = recommend.recommend(done, plateaus)
-    held_out = onset_prediction.leave_one_level_out(plateaus, onset_prediction.object_sizes(done))
-    failed = collect.failed(trials)[FAILED_COLUMNS]
-
-    evals, fourier, fn = _evaluate_datasets(client, trials, done, networks, max_patches, notes)
-
-    tables = {
-        "trials": trials.drop(columns=["start_time"]),
-        "failed_trials": failed,
-        "summary": summary,
-        "plateaus": plateaus,
-        "recommendation": recommendation,
-        "answers": answers,
-        "leave_one_level_out": held_out,
-        "onset_trend": trend,
-        "erf_fits": erf_fits,
-        "fourier": fourier,
-        "fn_overlap": fn,
-    }
-    for name, table in tables.items():
+    tables, evals = _tables(client, trials, done, networks, max_patches, n_boot, rng, notes)
+    for name, table in tables.csvs().items():
         table.to_csv(out / f"{name}.csv", index=False)
-    figures = _plot_figures(out, trials, summary, plateaus, trend, fourier, fn, evals, notes)
-
-    doc = build_doc(
-        experiment,
-        client.tracking_uri,
-        answers,
-        improving,
-        trials,
-        summary,
-        plateaus,
-        trend,
-        fourier,
-        fn,
-        failed,
-        figures,
-        notes,
-        erf_fits=erf_fits,
-        recommendation=recommendation,
-        held_out=held_out,
-    )
+    figures = _plot_figures(out, tables, evals, notes)
+    doc = build_doc(experiment, client.tracking_uri, tables, figures, notes)
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(f"temseg report: {experiment}"), encoding="utf-8")
     return out

@@ -73,21 +73,29 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from temseg.data.synth import make_synthetic_store
-
-    out = make_synthetic_store(
-        args.out,
+def _generated_store_args(args: argparse.Namespace) -> dict:
+    """What ``temseg synth``, ``synth-series`` and ``simulate`` pass alike to their store
+    writers: preset, image count, seed, image size and the patch settings."""
+    return dict(
         preset=args.preset,
-        contrast=args.contrast,
         images=args.images,
         seed=args.seed,
         image_size=args.image_size,
         patch_size=args.patch_size,
         min_particle_px=args.min_particle_px,
-        flat_field=args.flat_field,
         overwrite=args.overwrite,
+    )
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from temseg.data.synth import make_synthetic_store
+
+    out = make_synthetic_store(
+        args.out,
+        contrast=args.contrast,
+        flat_field=args.flat_field,
         progress=_progress,
+        **_generated_store_args(args),
         **_knobs(args),
     )
     _print_summary(out)
@@ -142,14 +150,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
     out = make_simulated_store(
         args.out,
-        preset=args.preset,
-        images=args.images,
-        seed=args.seed,
-        image_size=args.image_size,
-        patch_size=args.patch_size,
-        min_particle_px=args.min_particle_px,
         flat_field=args.flat_field,
-        overwrite=args.overwrite,
+        **_generated_store_args(args),
         progress=True,
         log=_progress,
         v1=args.v1,
@@ -183,14 +185,8 @@ def _cmd_synth_series(args: argparse.Namespace) -> int:
     paths = make_contrast_series(
         args.out_dir,
         contrasts=args.contrasts,
-        preset=args.preset,
-        images=args.images,
-        seed=args.seed,
-        image_size=args.image_size,
-        patch_size=args.patch_size,
-        min_particle_px=args.min_particle_px,
-        overwrite=args.overwrite,
         progress=_progress,
+        **_generated_store_args(args),
         **_knobs(args),
     )
     from temseg.data.store import read_attrs

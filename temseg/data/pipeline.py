@@ -2,13 +2,14 @@
 
 The last common stretch of ingest (real files) and synth (generated raw counts): both
 preprocess each image with :func:`temseg.data.preprocess.preprocess` and hand the result
-here, so the two paths cannot drift apart.
+here, so the two paths cannot drift apart. :func:`write_generated_store` is the generators'
+way in: raw counts and masks in, the same preprocessing as real files, one store out.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from temseg.data.contrast import CONTRAST_DEFINITION, measure_contrast
 from temseg.data.patches import SPLIT_FRACTIONS, cut_patches, particle_filter, split_patches
+from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess, preprocessing_record
 from temseg.data.store import SPLITS, write_store
 
 
@@ -110,3 +112,51 @@ def assemble_store(
         for s, name in enumerate(SPLITS)
     }
     return write_store(out, splits, attrs, overwrite=overwrite)
+
+
+def write_generated_store(
+    out: str | os.PathLike,
+    raw: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    origin: str,
+    images: int,
+    seed: int,
+    regime: str,
+    flat_field: bool,
+    pixel_size_nm: float,
+    patch_size: int,
+    min_particle_px: int,
+    extra_attrs: dict[str, Any],
+    overwrite: bool = False,
+    split_fractions: Sequence[float] | None = None,
+) -> Path:
+    """Preprocess generated raw counts as real files are, and write them as a patch store.
+
+    ``raw`` yields ``images`` (counts, mask) pairs; image i is its own split group and its
+    source is ``{origin}:seed{seed}:image{i}``. The x-ray threshold is the ``regime``'s
+    (``hr`` or ``lr``); ``extra_attrs`` holds the generator's record (its parameters, seed
+    and image count). The store write of :func:`temseg.data.synth.make_synthetic_store`;
+    any generator of raw counts and masks can use it.
+    """
+    threshold = XRAY_THRESHOLDS[regime]
+    sources = [f"{origin}:seed{seed}:image{i}" for i in range(images)]
+
+    def prepared():
+        for i, (counts, mask) in enumerate(raw):
+            std, _ = preprocess(counts, xray_threshold=threshold, flat_field=flat_field)
+            yield PreparedImage(std, mask, i, i, sources[i])
+
+    return assemble_store(
+        out,
+        prepared(),
+        sources=sources,
+        pixel_size_nm=pixel_size_nm,
+        patch_size=patch_size,
+        min_particle_px=min_particle_px,
+        seed=seed,
+        kind="synthetic",
+        preprocessing=preprocessing_record(regime, threshold, flat_field=flat_field),
+        extra_attrs=extra_attrs,
+        overwrite=overwrite,
+        **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),
+    )

@@ -54,7 +54,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,31 +557,26 @@ def _draw_particle(
     return (slice(y0, y1), slice(x0, x1)), t, fringe, particle
 
 
-def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
-    """Render one synthetic image (raw counts) and its label.
+@dataclass(frozen=True)
+class _Draws:
+    """Every random draw of one image, made before C is used (so a contrast series with one
+    seed holds the same particles, carbon and lens at every level)."""
 
-    Parameters
-    ----------
-    params
-        The image model (see :class:`GeneratorParams` and the module docstring).
-    rng
-        Source of every random draw.
+    placements: list[tuple[float, float, float]]
+    designs: list[dict]
+    carbon: np.ndarray  # (n, n) carbon phase texture, std 1
+    mottle: np.ndarray  # (n, n) carbon amplitude mottle, std 1
+    lens: dict[str, float]  # defocus_nm, cs_mm, astigmatism_nm, astigmatism_angle_rad
+    illum: np.ndarray  # (3,) gradient y, gradient x, bump strength
+    bump_c: np.ndarray  # (2,) bump centre (y, x) px
+    bump_w: float  # bump width px
+    spike_seed: int
+    noise_seed: int
 
-    Returns
-    -------
-    Rendered
-        ``counts`` raw counts (gain * Poisson electrons, plus x-ray spikes), ``mask`` 0/1,
-        ``expected`` the noise-free expected counts, the particles and the lens parameters.
 
-    Notes
-    -----
-    Electrons per pixel = dose [e/A^2] * (10 * pixel_size_nm)^2 [A^2] * intensity; the
-    counts are ``gain`` times a Poisson draw of that, so their variance is ``gain`` times
-    their mean: the dose sets the Poisson variance.
-    """
-    s, pad, px = params.image_size, params.pad_px, params.pixel_size_nm
-    n = sfft.next_fast_len(s + 2 * pad)
-    # --- every random draw first, none depends on C ---
+def _draw(params: GeneratorParams, rng: np.random.Generator, n: int) -> _Draws:
+    """The image's random draws on the padded ``n`` x ``n`` grid, in a fixed order."""
+    px = params.pixel_size_nm
     placements = _place_particles(params, rng)
     designs = [_particle_design(params, rng) for _ in placements]
     k0 = 1.0 / params.carbon_peak_nm
@@ -592,23 +586,35 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
     )
     lc = params.mottle_nm
     mottle = _radial_field(rng, n, px, lambda k: np.exp(-((np.pi * lc * k) ** 2) / 2))
-    defocus = float(rng.uniform(*params.defocus_nm))
-    cs = float(rng.uniform(*params.cs_mm))
-    astig = float(rng.uniform(*params.astigmatism_nm))
-    astig_angle = float(rng.uniform(0, np.pi))
+    lens = {
+        "defocus_nm": float(rng.uniform(*params.defocus_nm)),
+        "cs_mm": float(rng.uniform(*params.cs_mm)),
+        "astigmatism_nm": float(rng.uniform(*params.astigmatism_nm)),
+        "astigmatism_angle_rad": float(rng.uniform(0, np.pi)),
+    }
+    s = params.image_size
     illum = rng.uniform(-1, 1, 3) * params.illumination
     bump_c = rng.uniform(0.2, 0.8, 2) * s
     bump_w = float(rng.uniform(0.3, 0.8) * s)
     spike_seed = int(rng.integers(2**31))
     noise_seed = int(rng.integers(2**31))
+    return _Draws(
+        placements, designs, carbon, mottle, lens, illum, bump_c, bump_w, spike_seed, noise_seed
+    )
 
-    # --- exit wave on the padded grid ---
+
+def _exit_wave(
+    params: GeneratorParams, draws: _Draws, n: int
+) -> tuple[np.ndarray, np.ndarray, list[Particle]]:
+    """The exit wave on the padded grid, the padded label, and the particles that reach into
+    the image."""
+    s, pad = params.image_size, params.pad_px
     absorb = np.ones((n, n), dtype=np.float32)
-    absorb -= params.mottle * mottle
-    phase = params.carbon_phase_rad * carbon
+    absorb -= params.mottle * draws.mottle
+    phase = params.carbon_phase_rad * draws.carbon
     mask_pad = np.zeros((n, n), dtype=np.uint8)
     particles = []
-    for (cy, cx, r), design in zip(placements, designs, strict=True):
+    for (cy, cx, r), design in zip(draws.placements, draws.designs, strict=True):
         drawn = _draw_particle(params, design, cy + pad, cx + pad, r, n)
         if drawn is None:
             continue
@@ -631,46 +637,89 @@ def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
     wave = np.empty((n, n), dtype=np.complex64)
     wave.real = amplitude * np.cos(phase)
     wave.imag = amplitude * np.sin(phase)
+    return wave, mask_pad, particles
 
-    # --- lens ---
+
+def _image_intensity(
+    params: GeneratorParams, wave: np.ndarray, lens: dict[str, float]
+) -> np.ndarray:
+    """The wave through the lens, cropped to the image: its intensity (S, S)."""
+    s, pad = params.image_size, params.pad_px
     h = transfer_function(
-        n,
-        px,
-        defocus_nm=defocus,
-        cs_mm=cs,
+        wave.shape[0],
+        params.pixel_size_nm,
+        defocus_nm=lens["defocus_nm"],
+        cs_mm=lens["cs_mm"],
         focal_spread_nm=params.focal_spread_nm,
         convergence_mrad=params.convergence_mrad,
         voltage_kv=params.voltage_kv,
-        astigmatism_nm=astig,
-        astigmatism_angle_rad=astig_angle,
+        astigmatism_nm=lens["astigmatism_nm"],
+        astigmatism_angle_rad=lens["astigmatism_angle_rad"],
     )
     spectrum = sfft.fft2(wave, overwrite_x=True)
     spectrum *= h
     image_wave = sfft.ifft2(spectrum, overwrite_x=True)
-    crop = (slice(pad, pad + s), slice(pad, pad + s))
-    cropped = image_wave[crop]
-    intensity = cropped.real**2 + cropped.imag**2
-    mask = mask_pad[crop].copy()
+    cropped = image_wave[pad : pad + s, pad : pad + s]
+    return cropped.real**2 + cropped.imag**2
 
-    # --- detector ---
+
+def _detect(
+    params: GeneratorParams, intensity: np.ndarray, draws: _Draws
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blur, uneven illumination, Poisson counts at the dose and x-ray spikes: (counts,
+    expected counts)."""
+    s, px = params.image_size, params.pixel_size_nm
     if params.blur_px > 0:
         intensity = ndimage.gaussian_filter(intensity, params.blur_px, mode="reflect")
     yy = (np.arange(s, dtype=np.float32) / s - 0.5)[:, None]
     xx = (np.arange(s, dtype=np.float32) / s - 0.5)[None, :]
+    bump_c, bump_w, illum = draws.bump_c, draws.bump_w, draws.illum
     bump = np.exp(
         -(((yy + 0.5) * s - bump_c[0]) ** 2 + ((xx + 0.5) * s - bump_c[1]) ** 2) / (2 * bump_w**2)
     )
     light = 1.0 + illum[0] * yy * 2 + illum[1] * xx * 2 + illum[2] * bump
     electrons = intensity * light * (params.dose * (10.0 * px) ** 2)
     expected = (params.gain * electrons).astype(np.float32)
-    noise_rng = np.random.default_rng(noise_seed)
+    noise_rng = np.random.default_rng(draws.noise_seed)
     if params.dqe == 1.0:
         counts = params.gain * noise_rng.poisson(electrons).astype(np.float32)
     else:  # fewer detected electrons, the same mean signal
         detected = noise_rng.poisson(params.dqe * electrons).astype(np.float32)
         counts = (params.gain / params.dqe) * detected
-    _add_xray_spikes(counts, params, np.random.default_rng(spike_seed))
-    lens = {"defocus_nm": defocus, "cs_mm": cs, "astigmatism_nm": astig}
+    _add_xray_spikes(counts, params, np.random.default_rng(draws.spike_seed))
+    return counts, expected
+
+
+def render_image(params: GeneratorParams, rng: np.random.Generator) -> Rendered:
+    """Render one synthetic image (raw counts) and its label.
+
+    Parameters
+    ----------
+    params
+        The image model (see :class:`GeneratorParams` and the module docstring).
+    rng
+        Source of every random draw.
+
+    Returns
+    -------
+    Rendered
+        ``counts`` raw counts (gain * Poisson electrons, plus x-ray spikes), ``mask`` 0/1,
+        ``expected`` the noise-free expected counts, the particles and the lens parameters.
+
+    Notes
+    -----
+    Electrons per pixel = dose [e/A^2] * (10 * pixel_size_nm)^2 [A^2] * intensity; the
+    counts are ``gain`` times a Poisson draw of that, so their variance is ``gain`` times
+    their mean: the dose sets the Poisson variance.
+    """
+    s, pad = params.image_size, params.pad_px
+    n = sfft.next_fast_len(s + 2 * pad)
+    draws = _draw(params, rng, n)  # every random draw first, none depends on C
+    wave, mask_pad, particles = _exit_wave(params, draws, n)
+    intensity = _image_intensity(params, wave, draws.lens)
+    mask = mask_pad[pad : pad + s, pad : pad + s].copy()
+    counts, expected = _detect(params, intensity, draws)
+    lens = {k: draws.lens[k] for k in ("defocus_nm", "cs_mm", "astigmatism_nm")}
     return Rendered(counts, mask, expected, particles, lens)
 
 
@@ -826,10 +875,6 @@ def store_name(preset: str, contrast: float, seed: int) -> str:
     return f"{preset}-c{contrast:.3f}-s{seed}.zarr"
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def make_synthetic_store(
     out: str | os.PathLike,
     *,
@@ -887,8 +932,7 @@ def make_synthetic_store(
     >>> make_synthetic_store("/tmp/s.zarr", preset="hr-2.2nm", contrast=0.06, images=12,
     ...                      seed=0, image_size=512, patch_size=256)  # doctest: +SKIP
     """
-    from temseg.data.pipeline import PreparedImage, assemble_store
-    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess, preprocessing_record
+    from temseg.data.pipeline import write_generated_store
 
     out = Path(out).absolute()
     if out.exists() and not overwrite:
@@ -902,34 +946,35 @@ def make_synthetic_store(
         **generator_overrides,
     )
     _check_counts(images, seed, patch_size, min_particle_px, params.image_size)
-    regime = get_preset(preset).regime
-    threshold = XRAY_THRESHOLDS[regime]
-    sources = [f"synthetic:{preset}:seed{seed}:image{i}" for i in range(images)]
 
-    def prepared():
+    def raw():
         for i in range(images):
             rendered = render_image(params, np.random.default_rng([seed, i]))
-            std, _ = preprocess(rendered.counts, xray_threshold=threshold, flat_field=flat_field)
             if progress:
                 progress(f"{out.name}: image {i + 1}/{images}")
-            yield PreparedImage(std, rendered.mask, i, i, sources[i])
+            yield rendered.counts, rendered.mask
 
-    preprocessing = preprocessing_record(regime, threshold, flat_field=flat_field)
-    generator = {**params.to_dict(), "seed": int(seed), "images": int(images)}
-    return assemble_store(
+    return write_generated_store(
         out,
-        prepared(),
-        sources=sources,
+        raw(),
+        origin=f"synthetic:{preset}",
+        images=images,
+        seed=seed,
+        regime=get_preset(preset).regime,
+        flat_field=flat_field,
         pixel_size_nm=params.pixel_size_nm,
         patch_size=patch_size,
         min_particle_px=min_particle_px,
-        seed=seed,
-        kind="synthetic",
-        preprocessing=preprocessing,
-        extra_attrs={"generator": generator},
+        extra_attrs={"generator": _generator_record(params, seed, images)},
         overwrite=overwrite,
-        **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),
+        split_fractions=split_fractions,
     )
+
+
+def _generator_record(params: GeneratorParams, seed: int, images: int) -> dict[str, Any]:
+    """A store's ``generator`` attribute: every parameter, the seed and the image count (what
+    decides whether a store can be reused)."""
+    return {**params.to_dict(), "seed": int(seed), "images": int(images)}
 
 
 def _check_counts(images: int, seed: int, patch_size: int, min_particle_px: int, size: int) -> None:
@@ -1031,54 +1076,27 @@ def make_contrast_series(
     ones: sweeps can call this on every start at no cost.
     """
     contrasts = [float(c) for c in contrasts]
-    if not contrasts:
-        raise ValueError("contrasts must not be empty")
-    names = [store_name(preset, c, seed) for c in contrasts]
-    if len(set(names)) != len(names):
-        raise ValueError(f"contrast levels repeat at 3 decimals: {contrasts}")
+    names = _series_names(preset, contrasts, seed)
     out_dir = Path(out_dir).absolute()
     min_px = int(kw.pop("min_particle_px", 400))
     fractions = kw.pop("split_fractions", None)
-    opts = {k: kw.pop(k) for k in ("fringe_free_fraction", "dose") if k in kw}
+    knobs = {**{k: kw.pop(k) for k in ("fringe_free_fraction", "dose") if k in kw}, **kw}
     # validate every level before creating anything
     all_params = [
-        generator_params(preset, contrast=c, image_size=image_size, **opts, **kw) for c in contrasts
+        generator_params(preset, contrast=c, image_size=image_size, **knobs) for c in contrasts
     ]
     _check_counts(images, seed, patch_size, min_px, all_params[0].image_size)
-
-    def older(c: float) -> list[dict]:
-        """Unless a version is asked for, the same request to each older generator version
-        that accepts it: stores made before a new version stay in use."""
-        if "version" in kw:
-            return []
-        out = []
-        for v in sorted(VERSION_DEFAULTS, reverse=True)[1:]:
-            try:
-                p = generator_params(preset, contrast=c, image_size=image_size, version=v,
-                                     **opts, **kw)  # fmt: skip
-            except ValueError:  # a knob that version lacks
-                continue
-            out.append({**p.to_dict(), "seed": int(seed), "images": int(images)})
-        return out
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for c, name, params in zip(contrasts, names, all_params, strict=True):
         path = out_dir / name
-        generator = {**params.to_dict(), "seed": int(seed), "images": int(images)}
         if path.exists():
-            made = _reusable(path, generator, patch_size, min_px, fractions, older=older(c))
-            if made is not None:
-                if progress:
-                    progress(f"{name}: reused (same generator parameters, version {made})")
+            generator = _generator_record(params, seed, images)
+            older = _older_generators(preset, c, image_size, seed, images, knobs)
+            if _reuse_existing(path, generator, older, patch_size, min_px, fractions,
+                               overwrite=overwrite, progress=progress):  # fmt: skip
                 paths.append(path)
                 continue
-            if not overwrite:
-                raise FileExistsError(
-                    f"{path} exists but was made with other parameters (or is not a valid "
-                    "store); pass overwrite=True (--overwrite) to rebuild it, or use another "
-                    "folder"
-                )
         paths.append(
             make_synthetic_store(
                 path,
@@ -1092,10 +1110,69 @@ def make_contrast_series(
                 split_fractions=fractions,
                 overwrite=overwrite,
                 progress=progress,
-                **opts,
-                **kw,
+                **knobs,
             )
         )
         if progress:
             progress(f"{name}: written")
     return paths
+
+
+def _series_names(preset: str, contrasts: list[float], seed: int) -> list[str]:
+    """The store names of a contrast series; refuses an empty or repeating list of levels."""
+    if not contrasts:
+        raise ValueError("contrasts must not be empty")
+    names = [store_name(preset, c, seed) for c in contrasts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"contrast levels repeat at 3 decimals: {contrasts}")
+    return names
+
+
+def _reuse_existing(
+    path: Path,
+    generator: dict,
+    older: Sequence[dict],
+    patch_size: int,
+    min_particle_px: int,
+    split_fractions: Sequence[float] | None,
+    *,
+    overwrite: bool,
+    progress: Callable[[str], None] | None,
+) -> bool:
+    """True when the store at ``path`` was made with this request (or an older version's
+    equivalent); False when it is to be rebuilt (``overwrite``); else FileExistsError."""
+    made = _reusable(path, generator, patch_size, min_particle_px, split_fractions, older=older)
+    if made is not None:
+        if progress:
+            progress(f"{path.name}: reused (same generator parameters, version {made})")
+        return True
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} exists but was made with other parameters (or is not a valid "
+            "store); pass overwrite=True (--overwrite) to rebuild it, or use another "
+            "folder"
+        )
+    return False
+
+
+def _older_generators(
+    preset: str,
+    contrast: float,
+    image_size: int | None,
+    seed: int,
+    images: int,
+    knobs: dict[str, Any],
+) -> list[dict]:
+    """Unless a version is asked for, the same request to each older generator version that
+    accepts it (as store ``generator`` records): stores made before a new version stay in use."""
+    if "version" in knobs:
+        return []
+    out = []
+    for v in sorted(VERSION_DEFAULTS, reverse=True)[1:]:
+        try:
+            p = generator_params(preset, contrast=contrast, image_size=image_size, version=v,
+                                 **knobs)  # fmt: skip
+        except ValueError:  # a knob that version lacks
+            continue
+        out.append(_generator_record(p, seed, images))
+    return out

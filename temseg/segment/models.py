@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from temseg.receptive_field import format_seq
 from temseg.schema import MODEL_CARD
 
 if TYPE_CHECKING:  # torch is imported where it runs, so `temseg --help` stays instant
@@ -45,8 +44,7 @@ class SegmentModel:
         c = self.net.config
         trained = "" if self.contrast is None else f", training contrast {self.contrast:.3g}"
         return (
-            f"{self.source} ({self.kind}): N={c.num_blocks} pools {format_seq(c.pools)} "
-            f"dilations {format_seq(c.dilations)}, RF {c.rf_px} px, trained at "
+            f"{self.source} ({self.kind}): {c.label}, RF {c.rf_px} px, trained at "
             f"{self.pixel_size_nm:g} nm/px{trained}"
         )
 
@@ -174,68 +172,12 @@ def load_model(
     """
     import torch
 
-    from temseg.model import load_checkpoint
-
     if model_pixel_size_nm is not None and not model_pixel_size_nm > 0:
         raise ValueError(f"--model-pixel-size-nm must be > 0, got {model_pixel_size_nm}")
-    card: dict = {}
     with tempfile.TemporaryDirectory(prefix="temseg-model-") as tmp:
-        if _is_mlflow_uri(spec):
-            path, tags = _download_mlflow(spec, tracking_uri, Path(tmp))
-            kind = "mlflow"
-        else:
-            path, tags, kind = Path(spec), {}, "temseg"
-            if not path.exists():
-                raise FileNotFoundError(f"--model {spec}: no such file")
-        if path.is_dir():
-            if (path / MODEL_CARD).is_file():
-                card = json.loads((path / MODEL_CARD).read_text())
-            path = _checkpoint_in(path)
-        elif (path.parent / MODEL_CARD).is_file():
-            card = json.loads((path.parent / MODEL_CARD).read_text())
-        for key in ("pixel_size_nm", "contrast"):
-            if tags.get(f"temseg.{key}") and key not in card:
-                card[key] = float(tags[f"temseg.{key}"])
-        try:
-            net, config = load_checkpoint(path)
-        except ValueError as exc:
-            if kind == "mlflow":
-                raise ValueError(f"--model {spec}: {exc}") from None
-            from temseg.legacy import LegacyCheckpointError, load_legacy_checkpoint
-
-            try:
-                net, config, kind = load_legacy_checkpoint(path), {}, "legacy"
-            except LegacyCheckpointError as legacy_exc:
-                raise ValueError(
-                    f"--model {spec}: neither a temseg checkpoint ({exc}) nor one of the "
-                    f"authors' ({legacy_exc})"
-                ) from None
-    if kind == "legacy":
-        if model_pixel_size_nm is None:
-            raise ValueError(
-                f"--model {spec}: the authors' checkpoints carry no pixel size; give the one "
-                f"their training data had with --model-pixel-size-nm (the paper's networks "
-                f"were trained at {AUTHORS_PIXEL_SIZE_NM} nm/px)"
-            )
-        pixel = float(model_pixel_size_nm)
-    else:
-        carried = _carried(config, card, "pixel_size_nm")
-        if carried is None and model_pixel_size_nm is None:
-            raise ValueError(
-                f"--model {spec}: the checkpoint carries no pixel size (no pixel_size_nm in "
-                f"its config or a {MODEL_CARD} beside it, and its store "
-                f"{config.get('data')!r} is not here); give --model-pixel-size-nm"
-            )
-        if (
-            carried is not None
-            and model_pixel_size_nm is not None
-            and abs(carried - model_pixel_size_nm) > 0.01 * carried
-        ):
-            raise ValueError(
-                f"--model-pixel-size-nm {model_pixel_size_nm:g} contradicts the "
-                f"{carried:g} nm/px that {spec} was trained at; leave the option out"
-            )
-        pixel = carried if carried is not None else float(model_pixel_size_nm)
+        path, card, kind = _locate(spec, tracking_uri, Path(tmp))
+        net, config, kind = _load_net(spec, path, kind)
+    pixel = _pixel_size(spec, kind, config, card, model_pixel_size_nm)
     # channels-last is what makes these 4-to-64-channel convolutions fast on CPUs (SPEC.md 5)
     net = net.to(device).to(memory_format=torch.channels_last).eval()
     contrast = None if kind == "legacy" else _carried(config, card, "contrast")
@@ -245,3 +187,81 @@ def load_model(
         card["flat_field"] = store_flat_field(config.get("data"))
     store = None if kind == "legacy" else config.get("data")
     return SegmentModel(net, pixel, str(spec), kind, card, contrast, store or None)
+
+
+def _locate(spec: str, tracking_uri: str | None, tmp: Path) -> tuple[Path, dict, str]:
+    """The checkpoint file ``spec`` names (downloaded into ``tmp`` for an MLflow URI), its
+    model card (``temseg_model.json`` beside it, completed by the model version's tags) and
+    its kind so far ("mlflow" or "temseg")."""
+    if _is_mlflow_uri(spec):
+        path, tags = _download_mlflow(spec, tracking_uri, tmp)
+        kind = "mlflow"
+    else:
+        path, tags, kind = Path(spec), {}, "temseg"
+        if not path.exists():
+            raise FileNotFoundError(f"--model {spec}: no such file")
+    card: dict = {}
+    if path.is_dir():
+        if (path / MODEL_CARD).is_file():
+            card = json.loads((path / MODEL_CARD).read_text())
+        path = _checkpoint_in(path)
+    elif (path.parent / MODEL_CARD).is_file():
+        card = json.loads((path.parent / MODEL_CARD).read_text())
+    for key in ("pixel_size_nm", "contrast"):
+        if tags.get(f"temseg.{key}") and key not in card:
+            card[key] = float(tags[f"temseg.{key}"])
+    return path, card, kind
+
+
+def _load_net(spec: str, path: Path, kind: str) -> tuple[ResidualUNet, dict, str]:
+    """A temseg checkpoint, else (not from MLflow) one of the authors': the network, its
+    config ({} for the authors') and its kind."""
+    from temseg.model import load_checkpoint
+
+    try:
+        net, config = load_checkpoint(path)
+    except ValueError as exc:
+        if kind == "mlflow":
+            raise ValueError(f"--model {spec}: {exc}") from None
+        from temseg.legacy import LegacyCheckpointError, load_legacy_checkpoint
+
+        try:
+            return load_legacy_checkpoint(path), {}, "legacy"
+        except LegacyCheckpointError as legacy_exc:
+            raise ValueError(
+                f"--model {spec}: neither a temseg checkpoint ({exc}) nor one of the "
+                f"authors' ({legacy_exc})"
+            ) from None
+    return net, config, kind
+
+
+def _pixel_size(
+    spec: str, kind: str, config: dict, card: dict, model_pixel_size_nm: float | None
+) -> float:
+    """The pixel size the network was trained at: the one it carries (which a given
+    ``model_pixel_size_nm`` must agree with), else the given one."""
+    if kind == "legacy":
+        if model_pixel_size_nm is None:
+            raise ValueError(
+                f"--model {spec}: the authors' checkpoints carry no pixel size; give the one "
+                f"their training data had with --model-pixel-size-nm (the paper's networks "
+                f"were trained at {AUTHORS_PIXEL_SIZE_NM} nm/px)"
+            )
+        return float(model_pixel_size_nm)
+    carried = _carried(config, card, "pixel_size_nm")
+    if carried is None and model_pixel_size_nm is None:
+        raise ValueError(
+            f"--model {spec}: the checkpoint carries no pixel size (no pixel_size_nm in "
+            f"its config or a {MODEL_CARD} beside it, and its store "
+            f"{config.get('data')!r} is not here); give --model-pixel-size-nm"
+        )
+    if (
+        carried is not None
+        and model_pixel_size_nm is not None
+        and abs(carried - model_pixel_size_nm) > 0.01 * carried
+    ):
+        raise ValueError(
+            f"--model-pixel-size-nm {model_pixel_size_nm:g} contradicts the "
+            f"{carried:g} nm/px that {spec} was trained at; leave the option out"
+        )
+    return carried if carried is not None else float(model_pixel_size_nm)

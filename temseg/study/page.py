@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from temseg.receptive_field import network_label
 from temseg.study.inputs import StudyInputs
 
 # the page's size table: temseg segment's summary.csv (temseg.segment.tables), per image
@@ -197,8 +198,8 @@ def answer_sentence(rec: dict[str, Any]) -> str:
     else:
         dice = f"test dice {rec['dice']:.3f} (1 seed: no interval; 3+ seeds give one)"
     return (
-        f"Recommended network: N={rec['num_blocks']}, pools {rec['pools']}, dilations "
-        f"{rec['dilations']}, RF {rf} px ({rf * px:.2f} nm); {dice}. Registered as "
+        f"Recommended network: {network_label(rec['num_blocks'], rec['pools'], rec['dilations'])}"
+        f", RF {rf} px ({rf * px:.2f} nm); {dice}. Registered as "
         f"{rec['uri']} (version {rec['version']}, seed {rec['seed']})."
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from temseg import tracking
-from temseg.receptive_field import format_seq
+from temseg.receptive_field import Architecture, format_seq, network_label
 from temseg.tables import print_table
 from temseg.trial import TrialResult
 
@@ -132,8 +132,8 @@ def register_after_sweep(uri: str, experiment: str, report_dir: Path) -> None:
         for r in register_recommended(uri, experiment, report_dir):
             print(
                 f"registry: {r['model']}@{tracking.RECOMMENDED_ALIAS} = version {r['version']} (run "
-                f"{r['run_id']}, N={r['num_blocks']} pools {r['pools']} dilations "
-                f"{r['dilations']}, RF {r['rf_px']} px, seed {r['seed']}, val dice "
+                f"{r['run_id']}, {network_label(r['num_blocks'], r['pools'], r['dilations'])}, "
+                f"RF {r['rf_px']} px, seed {r['seed']}, val dice "
                 f"{r['best_val_hard_dice']:.4f}; {r['reason']}); segment with\n"
                 f"  temseg segment IMAGE --model models:/{r['model']}@{tracking.RECOMMENDED_ALIAS} "
                 f"--tracking-uri {uri} --out seg/",
@@ -166,7 +166,8 @@ def summary_for_parent(report_dir: Path) -> tuple[dict[str, float], dict[str, st
                 if isinstance(r.get(f"{which}_network"), str):
                     metrics[f"{ds}/{rf}"] = float(r[rf])
                     tags[f"temseg.{which}.{ds}"] = (
-                        f"{r[f'{which}_network']} RF {int(r[rf])} px, dice "
+                        f"{Architecture.from_name(r[f'{which}_network']).label}, RF "
+                        f"{int(r[rf])} px, dice "
                         f"{r[f'{which}_dice_mean']:.3f} +- {r[f'{which}_dice_std']:.3f}"
                     )
             tags[f"temseg.status.{ds}"] = str(r["status"])

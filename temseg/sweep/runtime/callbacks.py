@@ -50,7 +50,7 @@ class _Progress(_Live):
         )
         p = self.progress
         p.line(
-            f"[{p.done + p.failed}/{self.total}] {status:8s} {spec.run_name:32s} RF "
+            f"[{p.done + p.failed}/{self.total}] {status:8s} {spec.run_name:44s} RF "
             f"{spec.architecture.rf_px:>3} px  {extra}  ({time.time() - p.t0:.0f} s)"
         )
 
@@ -108,7 +108,7 @@ class _SearchProgress(_Live):
             else f"error: {str(trial.error_file or '')[-60:]}"
         )
         self.progress.line(
-            f"[{self.done}/{self.total}] {status:8s} {spec.run_name:32s} "
+            f"[{self.done}/{self.total}] {status:8s} {spec.run_name:44s} "
             f"RF {spec.architecture.rf_px:>3} px  {extra}  ({time.time() - self.t0:.0f} s)"
         )
 

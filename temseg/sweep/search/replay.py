@@ -454,7 +454,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Table: {t['architectures']} architectures x {len(t['seeds'])} seeds x "
         f"{t['max_epochs']} epochs = {t['trial_epochs']} trial-epochs, {t['seconds']:.0f} s. "
-        f"Grid's best: {g['arch']} (RF {g['rf_px']} px), seed-mean test dice "
+        f"Grid's best: {Architecture.from_name(g['arch']).label} (RF {g['rf_px']} px), "
+        "seed-mean test dice "
         f"{g['seed_mean_test']:.4f}; target: test dice >= {result['threshold']:.4f} "
         f"(tolerance {result['tolerance']:g}). {len(result['search_seeds'])} search seeds.",
         "",

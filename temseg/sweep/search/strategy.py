@@ -17,6 +17,7 @@ from temseg.config import ConfigError
 from temseg.receptive_field import (
     Architecture,
     format_seq,
+    network_label,
     parameter_count,
     parse_seq,
     train_gflop,
@@ -376,7 +377,7 @@ def parent_summary(summaries: Sequence[Mapping[str, Any]]) -> tuple[dict, dict]:
         if rec:
             metrics[f"{study}/recommended_rf_px"] = float(rec["rf_px"])
             tags[f"temseg.recommended.{study}"] = (
-                f"N{rec['num_blocks']} pools {rec['pools']} dilations {rec['dilations']}, RF "
+                f"{network_label(rec['num_blocks'], rec['pools'], rec['dilations'])}, RF "
                 f"{rec['rf_px']} px, val dice {rec['best_val_dice']:.3f}"
             )
         comparison = s.get("comparison") or {}

@@ -12,6 +12,7 @@ from typing import Any
 
 from temseg.receptive_field import (
     Architecture,
+    network_label,
     parse_seq,
     train_gflop,
 )
@@ -292,10 +293,7 @@ def answer_in_words(summary: Mapping[str, Any], comparison: Mapping[str, Any] | 
         other = f"{rec['train_gflop']:g} training GFLOP per patch"
 
     def arch_words(t: Mapping[str, Any]) -> str:
-        dil = (
-            "" if set(str(t["dilations"]).split("-")) == {"1"} else f", dilations {t['dilations']}"
-        )
-        return f"N={t['num_blocks']}, pools {t['pools']}{dil}"
+        return network_label(t["num_blocks"], t["pools"], t["dilations"])
 
     lines = [
         f"On {ds} ({px:g} nm/px, {summary['patch_size']} px patches): use {arch_words(rec)}, "
@@ -315,7 +313,7 @@ def answer_in_words(summary: Mapping[str, Any], comparison: Mapping[str, Any] | 
         g = comparison["grid_best"]
         diff = rec["test_hard_dice"] - g["test_dice_mean"]
         lines.append(
-            f"The grid's best on this dataset was {g['name']} (RF {g['rf_px']} px = "
+            f"The grid's best on this dataset was {arch_words(g)} (RF {g['rf_px']} px = "
             f"{g['rf_nm']:.3g} nm), mean test dice {g['test_dice_mean']:.4f} over "
             f"{g['n_seeds']} seed(s) (validation {g['val_dice_mean']:.4f}); the recommendation's "
             f"test dice is {abs(diff):.4f} {'above' if diff >= 0 else 'below'} it"
