@@ -540,3 +540,33 @@ def test_synthetic_knobs_reach_the_generator_and_the_plan(tmp_path, monkeypatch,
     synthetic_datasets(SweepConfig(), tmp_path)
     ((out_dir, kw),) = calls
     assert out_dir == tmp_path and not set(kw) & set(KNOBS)
+    assert kw["version"] == 2  # SWEEP_GENERATOR_VERSION: what the documented results used
+
+
+def test_generator_version_flag_picks_the_generator_in_a_folder_of_its_own(
+    tmp_path, monkeypatch
+):
+    import temseg.data.synth as synth
+    from temseg.config import ConfigError
+    from temseg.sweep.cli import grid_parser, sweep_config
+    from temseg.sweep.datasets import planned_datasets, synthetic_datasets
+
+    args = grid_parser().parse_args(["--profile", "smoke", "--generator-version", "3"])
+    cfg = sweep_config(args)
+    assert cfg.synthetic.generator_version == 3 and cfg.synthetic.tag == "gv3"
+    planned = planned_datasets(cfg, tmp_path)
+    assert all(Path(d.path).parent == tmp_path / "gv3" for d in planned)
+    assert all(d.name.endswith("_gv3(planned)") for d in planned)
+    calls = []
+    monkeypatch.setattr(
+        synth, "make_contrast_series", lambda out_dir, **kw: calls.append((out_dir, kw)) or []
+    )
+    synthetic_datasets(cfg, tmp_path)
+    ((out_dir, kw),) = calls
+    assert out_dir == tmp_path / "gv3" and kw["version"] == 3 and "generator_version" not in kw
+    # a version the generator does not have is refused by the plan, before anything is made
+    bad = sweep_config(grid_parser().parse_args(["--profile", "smoke", "--generator-version", "9"]))
+    with pytest.raises(ConfigError, match=r"version 9: valid generator versions \[2, 3\]"):
+        planned_datasets(bad, tmp_path)
+    with pytest.raises(ConfigError, match="--generator-version sets the generator version"):
+        sweep_config(grid_parser().parse_args(["--generator-version", "3", "--data", "x.zarr"]))

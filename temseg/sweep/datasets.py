@@ -65,6 +65,8 @@ def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
         f"{'; ' + knobs if knobs else ''}) under {out_dir}",
         flush=True,
     )
+    knobs = dict(s.knobs)
+    version = knobs.pop("generator_version", SWEEP_GENERATOR_VERSION)
     paths = make_contrast_series(
         out_dir,
         contrasts=s.contrasts,
@@ -73,8 +75,8 @@ def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
         seed=s.seed,
         image_size=s.image_size,
         patch_size=s.patch_size,
-        version=SWEEP_GENERATOR_VERSION,
-        **s.knobs,
+        version=version,
+        **knobs,
     )
     return [str(p) for p in paths]
 
@@ -97,7 +99,10 @@ def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
     s = cfg.synthetic
     out_dir = s.series_dir(data_dir)
     opts = {k: v for k, v in s.knobs.items() if k != "split_fractions"}  # not the image model
-    opts.update(image_size=s.image_size)
+    opts.update(
+        image_size=s.image_size,
+        version=opts.pop("generator_version", SWEEP_GENERATOR_VERSION),
+    )
     out = []
     for c in s.contrasts:
         # the generator's own parameters (the knobs validated as the real run would)

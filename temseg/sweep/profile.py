@@ -45,6 +45,7 @@ GENERATOR_KNOBS = {
     "dose": "dose",
     "astigmatism_nm": "astig",
     "split_fractions": "split",
+    "generator_version": "gv",
 }
 RANGE_KNOBS = ("defocus_nm", "astigmatism_nm")
 
@@ -58,7 +59,8 @@ class SyntheticData:
     ``(min, max)`` ranges drawn per image; ``fringe_free_fraction``; ``coverage``; ``dose`` in
     e/A^2) default to None, the preset's value. A series with any knob set lives in its own
     folder ``data/<tag>/`` and its datasets are named ``<store>_<tag>``, e.g. tag
-    ``px0.03_dose200``, so it never collides with the preset's series.
+    ``px0.03_dose200``, so it never collides with the preset's series. ``generator_version``
+    (tag ``gv``) picks the fast generator's model version (None: the sweeps' pinned one).
     """
 
     preset: str = "hr-2.2nm"
@@ -75,8 +77,13 @@ class SyntheticData:
     astigmatism_nm: tuple[float, ...] | None = None
     # shares of the images in train / val / test (None: the paper's 0.7 / 0.1 / 0.2)
     split_fractions: tuple[float, ...] | None = None
+    # the fast generator's model version (None: the sweeps' pinned version,
+    # temseg.sweep.datasets.SWEEP_GENERATOR_VERSION; 3 is the one tuned against real data)
+    generator_version: int | None = None
 
     def __post_init__(self) -> None:
+        if self.generator_version is not None and self.generator_version < 1:
+            raise ValueError(f"generator_version must be >= 1, got {self.generator_version}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in RANGE_KNOBS:
