@@ -94,8 +94,9 @@ def _add_space_flags(g: Any) -> None:
     g.add_argument(
         "--profile",
         default="demo",
-        help="smoke, demo (default), validation, bench (the recorded benchmark table of "
-        "docs/bench/) or paper (sweeps/<name>.yaml); flags override it",
+        help="smoke, demo (default), demo-v3 (the demo on generator version 3), validation, "
+        "bench (the recorded benchmark table of docs/bench/) or paper (sweeps/<name>.yaml); "
+        "flags override it",
     )
     g.add_argument(
         "--data",
