@@ -106,6 +106,8 @@ SIM_KNOBS = (
     "detector",
     "label_style",
     "label_jitter_nm",
+    "field_carbon_level",
+    "field_std_ratio",
 )
 
 
