@@ -49,6 +49,7 @@ COMBO = {"zone_axis_fraction": 0.0, **REAL_AREA}
 COMBO_AFTER = {"illumination_variation": 0.1, "detector": "ideal"}
 # field context at temseg simulate's defaults (chosen on `combo`, seed 41: the `field` stage)
 FIELD = {"field_carbon_level": sim.FIELD_CARBON_LEVEL, "field_std_ratio": sim.FIELD_STD_RATIO}
+CETA_FIELD = {"detector": "ceta", "field_carbon_level": 0.7, "field_std_ratio": 2.0}
 # group: (seed, image_size, images, sample-level settings)
 GROUPS = {
     "v1": (41, 512, 24, {}),
@@ -58,6 +59,9 @@ GROUPS = {
     "background": (41, 512, 6, BACKGROUND),
     "combo": (41, 512, 12, COMBO),
     "combo-seed7": (7, 512, 44, COMBO),
+    # the combination on a 5-20 nm film with contamination (the background knob)
+    "combo-background": (41, 512, 12, {**COMBO, **BACKGROUND}),
+    "combo-background-seed7": (7, 512, 44, {**COMBO, **BACKGROUND}),
 }
 # row: (group, settings applied after the multislice)
 ROWS = {
@@ -81,6 +85,15 @@ ROWS = {
     "combo-field": ("combo", {**COMBO_AFTER, **FIELD}),
     "combo-seed7-field": ("combo-seed7", {**COMBO_AFTER, **FIELD}),
     "background-field": ("background", {"illumination_variation": 0.1, **FIELD}),
+    # the combination's finishing and field on `area` (60 % on a zone axis, as v1)
+    "area-field": ("area", {**COMBO_AFTER, **FIELD}),
+    "combo-ceta-field": ("combo", {**COMBO_AFTER, "detector": "ceta", **FIELD}),
+    # the Ceta with the field that scored best on seed 41 (`field --only combo-ceta`)
+    "combo-ceta-field07": ("combo", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-seed7-ceta-field07": ("combo-seed7", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-background": ("combo-background", COMBO_AFTER),
+    "combo-background-field": ("combo-background", {**COMBO_AFTER, **FIELD}),
+    "combo-background-seed7-field": ("combo-background-seed7", {**COMBO_AFTER, **FIELD}),
 }
 
 
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated group (render) or row names")
     ap.add_argument("--cache", type=Path, default=Path("data/ablation/cache"))
     ap.add_argument("--stores", type=Path, default=Path("data/ablation"))
-    ap.add_argument("--out", type=Path, help="probe table (CSV) to write")
+    ap.add_argument("--out", type=Path, help="probe (or shift / field) table (CSV) to write")
     ap.add_argument(
         "--models", default=None, help="the authors' networks (temseg realism's default)"
     )
@@ -175,12 +188,18 @@ def main(argv: list[str] | None = None) -> int:
             print(write_row(args.cache, args.stores, row), flush=True)
         return 0
     if args.stage in ("shift", "field"):
+        table = []
         for row in rows:
             if args.stage == "shift":
                 variants = shift_variants()
             else:
                 variants = field_variants(_floats(args.levels), _floats(args.ratios))
-            score_variants(args.stores / f"{row}.zarr", variants, args.models)
+            table += score_variants(args.stores / f"{row}.zarr", variants, args.models)
+        if args.out:
+            import pandas as pd
+
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(table).to_csv(args.out, index=False, float_format="%.4f")
         return 0
     return probe_rows(args.stores, rows, args.out, args.models)
 
@@ -217,9 +236,12 @@ def field_variants(levels: list[float], ratios: list[float]) -> list[tuple[str, 
     return [(f"level {lv:+g}, ratio {r:g}", variant(lv, r)) for lv in levels for r in ratios]
 
 
-def score_variants(store: Path, variants: list[tuple[str, Callable]], models: str | None) -> None:
+def score_variants(
+    store: Path, variants: list[tuple[str, Callable]], models: str | None
+) -> list[dict]:
     """The networks on a store's patches transformed by each variant ``(images, masks) ->
-    images``: per network dice (predicted fraction), and the mean dice."""
+    images``: per network dice (predicted fraction) and the mean dice, printed; the rows
+    (store, variant, network, dice, pred_fraction, true_fraction) returned."""
     from temseg import realism
     from temseg.legacy import load_legacy_checkpoint
 
@@ -228,6 +250,7 @@ def score_variants(store: Path, variants: list[tuple[str, Callable]], models: st
     files = realism.find_models(models or realism.DEFAULT_MODELS)
     nets = [(realism.network_name(f), load_legacy_checkpoint(f)) for f in files]
     print(f"{store.stem}: {len(images)} patches, true fraction {masks.mean():.3f}", flush=True)
+    rows = []
     for label, transform in variants:
         x = transform(images, masks).astype(np.float32)
         cells, dice = [], []
@@ -235,8 +258,12 @@ def score_variants(store: Path, variants: list[tuple[str, Callable]], models: st
             sc = realism.mask_scores(realism.predict_patches(net, x), masks, band)
             dice.append(sc["dice"])
             cells.append(f"{name} {sc['dice']:.3f} ({sc['pred_fraction']:.3f})")
+            rows.append({"store": store.stem, "variant": label, "network": name,
+                         "dice": sc["dice"], "pred_fraction": sc["pred_fraction"],
+                         "true_fraction": sc["true_fraction"]})  # fmt: skip
         print(f"| {store.stem} | {label} | " + " | ".join(cells) + f" | {np.mean(dice):.3f} |",
               flush=True)  # fmt: skip
+    return rows
 
 
 def probe_rows(stores: Path, rows: list[str], out: Path | None, models: str | None) -> int:
