@@ -47,8 +47,9 @@ BACKGROUND = {"carbon_thickness_nm": (5.0, 20.0), "contamination_per_100nm2": 2.
 # the chosen combination: the sample-level knobs here, the rest applied after the multislice
 COMBO = {"zone_axis_fraction": 0.0, **REAL_AREA}
 COMBO_AFTER = {"illumination_variation": 0.1, "detector": "ideal"}
-# field context at temseg simulate's defaults (chosen on `combo`, seed 41: the `field` stage)
-FIELD = {"field_carbon_level": sim.FIELD_CARBON_LEVEL, "field_std_ratio": sim.FIELD_STD_RATIO}
+# field context chosen on `combo`, seed 41 (the `field` stage): first with the ideal camera,
+# then with the Ceta, which seed 7 preferred and temseg simulate took as its default
+FIELD = {"field_carbon_level": 0.5, "field_std_ratio": 1.5}
 CETA_FIELD = {"detector": "ceta", "field_carbon_level": 0.7, "field_std_ratio": 2.0}
 # group: (seed, image_size, images, sample-level settings)
 GROUPS = {
@@ -60,6 +61,8 @@ GROUPS = {
     "combo": (41, 512, 12, COMBO),
     "combo-seed7": (7, 512, 44, COMBO),
     # the combination on a 5-20 nm film with contamination (the background knob)
+    # a third seed, rendered after seed 7 had chosen between the ideal and the Ceta camera
+    "combo-seed11": (11, 512, 40, COMBO),
     "combo-background": (41, 512, 12, {**COMBO, **BACKGROUND}),
     "combo-background-seed7": (7, 512, 44, {**COMBO, **BACKGROUND}),
 }
@@ -91,6 +94,8 @@ ROWS = {
     # the Ceta with the field that scored best on seed 41 (`field --only combo-ceta`)
     "combo-ceta-field07": ("combo", {**COMBO_AFTER, **CETA_FIELD}),
     "combo-seed7-ceta-field07": ("combo-seed7", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-seed11-field": ("combo-seed11", {**COMBO_AFTER, **FIELD}),
+    "combo-seed11-ceta-field07": ("combo-seed11", {**COMBO_AFTER, **CETA_FIELD}),
     "combo-background": ("combo-background", COMBO_AFTER),
     "combo-background-field": ("combo-background", {**COMBO_AFTER, **FIELD}),
     "combo-background-seed7-field": ("combo-background-seed7", {**COMBO_AFTER, **FIELD}),

@@ -118,8 +118,8 @@ def test_field_context_defaults_and_v1():
     """Version 2 standardizes in the calibrated field (docs/physics.md, "Field context");
     --v1 and 'off' over the cell itself, recorded as before the knob existed."""
     p = sim_params("hr-5nm")
-    assert (p.field_carbon_level, p.field_std_ratio) == (0.5, 1.5)
-    assert p.to_dict()["field_carbon_level"] == 0.5 and p.to_dict()["field_std_ratio"] == 1.5
+    assert (p.field_carbon_level, p.field_std_ratio, p.detector) == (0.7, 2.0, "ceta")
+    assert p.to_dict()["field_carbon_level"] == 0.7 and p.to_dict()["field_std_ratio"] == 2.0
     for off in (sim_params("hr-5nm", v1=True), sim_params("hr-5nm", field_carbon_level="off")):
         assert off.field_carbon_level is None
         assert "field_carbon_level" not in off.to_dict()
@@ -270,10 +270,10 @@ def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
     simulation = a1["simulation"]
     assert simulation["carbon_thickness_nm"] == [1.0, 1.0] and simulation["seed"] == 2
     # the calibrated defaults (docs/physics.md, the ablation), recorded
-    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ideal"
+    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ceta"
     assert simulation["zone_axis_fraction"] == 0.0 and simulation["field_margin"] == 0.4
     assert simulation["coverage"] == 0.022 and simulation["illumination_variation"] == 0.1
-    assert simulation["field_carbon_level"] == 0.5 and simulation["field_std_ratio"] == 1.5
+    assert simulation["field_carbon_level"] == 0.7 and simulation["field_std_ratio"] == 2.0
     assert {"zone_axis_fraction", "motion_frames", "detector", "label_style", "field_margin",
             "illumination_variation", "contamination_per_100nm2"} <= set(simulation)  # fmt: skip
     assert len(simulation["per_image"]) == 3

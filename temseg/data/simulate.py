@@ -50,7 +50,9 @@ store; the defaults of a version 1 store are written out in ``V1_SETTINGS``):
   default with a modelled field's statistics (its carbon ``field_carbon_level`` field sd
   above the field's mean, the field's sd ``field_std_ratio`` times the carbon's;
   :func:`temseg.data.sim_background.field_statistics`): two calibration constants, chosen
-  against the authors' networks on seed 41 (docs/physics.md, "Field context").
+  against the authors' networks on seed 41 with the Ceta camera, the default because the
+  lab's camera is one and in the field it lets every network find the particles
+  (docs/physics.md, "Field context").
 
 The label is the particles' projected footprint computed from the atoms, never from the
 image: per particle, the convex hull of its atoms projected along the beam, dilated by the
@@ -102,10 +104,10 @@ AVOGADRO = 6.02214076e23
 # abTEM band-limits the wave to 2/3 of the Nyquist frequency (anti-aliasing aperture)
 ANTIALIAS_FRACTION = 2.0 / 3.0
 SIM_INSTALL_HINT = "pip install 'temseg[sim]' (or: pip install abtem ase)"
-# field context, calibrated on seed 41 against the authors' networks (docs/physics.md,
-# "Field context"): inferred constants, not measured on a real field
-FIELD_CARBON_LEVEL = 0.5
-FIELD_STD_RATIO = 1.5
+# field context, calibrated with the Ceta camera on seed 41 against the authors' networks
+# (docs/physics.md, "Field context"): inferred constants, not measured on a real field
+FIELD_CARBON_LEVEL = 0.7
+FIELD_STD_RATIO = 2.0
 LABEL_STYLES = ("footprint", "polygon")
 
 
@@ -152,7 +154,7 @@ class SimParams:
     motion_frames: int = 1  # sub-exposures averaged; 1 = particles still
     motion_rotation_deg: float = 1.0  # sd per axis of each frame's rotation of a particle
     motion_drift_nm: float = 0.05  # sd per axis of each frame's in-plane shift of a particle
-    detector: str = "ideal"  # camera class (temseg.data.detector)
+    detector: str = "ceta"  # camera class (temseg.data.detector): the lab's, in the field
     label_style: str = "footprint"  # or "polygon": hand-drawn-like
     label_vertices: tuple[int, int] = (10, 16)  # clicks per polygon, min and max
     label_jitter_nm: float = 0.1  # sd of each click's position per axis
