@@ -98,6 +98,7 @@ ROWS = {
     "combo-seed11-ceta-field07": ("combo-seed11", {**COMBO_AFTER, **CETA_FIELD}),
     "combo-background": ("combo-background", COMBO_AFTER),
     "combo-background-field": ("combo-background", {**COMBO_AFTER, **FIELD}),
+    "combo-background-ceta": ("combo-background", {**COMBO_AFTER, "detector": "ceta"}),
     "combo-background-seed7-field": ("combo-background-seed7", {**COMBO_AFTER, **FIELD}),
 }
 
