@@ -513,7 +513,7 @@ def test_version_1_store_still_loads(sim, tmp_path, capsys):
     simulation = dict(root.attrs["simulation"])
     v2_only = set(sim.V1_SETTINGS) | {"carbon_correlation_nm", "contamination_height_nm",
               "contamination_radius_nm", "motion_rotation_deg", "motion_drift_nm",
-              "label_vertices", "label_jitter_nm", "camera"}  # fmt: skip
+              "label_vertices", "label_jitter_nm", "camera", "field_std_ratio"}  # fmt: skip
     old = {k: v for k, v in simulation.items() if k not in v2_only}
     old.update(carbon_thickness_nm=1.0, version=1)
     root.attrs["simulation"] = old
