@@ -51,6 +51,7 @@ COMBO_AFTER = {"illumination_variation": 0.1, "detector": "ideal"}
 # then with the Ceta, which seed 7 preferred and temseg simulate took as its default
 FIELD = {"field_carbon_level": 0.5, "field_std_ratio": 1.5}
 CETA_FIELD = {"detector": "ceta", "field_carbon_level": 0.7, "field_std_ratio": 2.0}
+FIELD_FILM = {"field_carbon_level": 0.75, "field_std_ratio": 1.5}  # on the 5-20 nm film
 # group: (seed, image_size, images, sample-level settings)
 GROUPS = {
     "v1": (41, 512, 24, {}),
@@ -99,6 +100,9 @@ ROWS = {
     "combo-background": ("combo-background", COMBO_AFTER),
     "combo-background-field": ("combo-background", {**COMBO_AFTER, **FIELD}),
     "combo-background-ceta": ("combo-background", {**COMBO_AFTER, "detector": "ceta"}),
+    # the film's own best field on seed 41 (`field --only combo-background`), then seed 7
+    "combo-background-field075": ("combo-background", {**COMBO_AFTER, **FIELD_FILM}),
+    "combo-background-seed7-field075": ("combo-background-seed7", {**COMBO_AFTER, **FIELD_FILM}),
     "combo-background-seed7-field": ("combo-background-seed7", {**COMBO_AFTER, **FIELD}),
 }
 
