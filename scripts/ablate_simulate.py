@@ -10,6 +10,12 @@ those rows differ from their base only by the knob. Renderings are cached per im
 
     python scripts/ablate_simulate.py render   # all groups, one at a time, one thread
     python scripts/ablate_simulate.py probe --out docs/physics/ablation.csv
+    python scripts/ablate_simulate.py field --only combo --levels 0,0.5 --ratios 1,2
+
+The groups render the version 1 model with the knobs of each group, so field context (the
+cell standardized in a modelled field, version 2's default) is off unless a row sets it;
+the `field` stage re-standardizes a row's stored cells in a grid of fields (carbon level,
+field sd ratio) and prints the probe per value, as storing them would (an affine map).
 
 Rows: NAME = (render group, settings applied after the multislice). --only NAME[,NAME] limits
 the run. Tuning seed 41; the combination is confirmed on seed 7 (`combo-seed7`), not tuned on.
@@ -22,6 +28,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -40,6 +47,11 @@ BACKGROUND = {"carbon_thickness_nm": (5.0, 20.0), "contamination_per_100nm2": 2.
 # the chosen combination: the sample-level knobs here, the rest applied after the multislice
 COMBO = {"zone_axis_fraction": 0.0, **REAL_AREA}
 COMBO_AFTER = {"illumination_variation": 0.1, "detector": "ideal"}
+# field context chosen on `combo`, seed 41 (the `field` stage): first with the ideal camera,
+# then with the Ceta, which seed 7 preferred and temseg simulate took as its default
+FIELD = {"field_carbon_level": 0.5, "field_std_ratio": 1.5}
+CETA_FIELD = {"detector": "ceta", "field_carbon_level": 0.7, "field_std_ratio": 2.0}
+FIELD_FILM = {"field_carbon_level": 0.75, "field_std_ratio": 1.5}  # on the 5-20 nm film
 # group: (seed, image_size, images, sample-level settings)
 GROUPS = {
     "v1": (41, 512, 24, {}),
@@ -49,6 +61,11 @@ GROUPS = {
     "background": (41, 512, 6, BACKGROUND),
     "combo": (41, 512, 12, COMBO),
     "combo-seed7": (7, 512, 44, COMBO),
+    # the combination on a 5-20 nm film with contamination (the background knob)
+    # a third seed, rendered after seed 7 had chosen between the ideal and the Ceta camera
+    "combo-seed11": (11, 512, 40, COMBO),
+    "combo-background": (41, 512, 12, {**COMBO, **BACKGROUND}),
+    "combo-background-seed7": (7, 512, 44, {**COMBO, **BACKGROUND}),
 }
 # row: (group, settings applied after the multislice)
 ROWS = {
@@ -68,6 +85,25 @@ ROWS = {
     "combo-poisson": ("combo", {**COMBO_AFTER, "detector": "poisson"}),
     "combo-ceta": ("combo", {**COMBO_AFTER, "detector": "ceta"}),
     "combo-seed7": ("combo-seed7", COMBO_AFTER),
+    # the combination standardized in its modelled field (version 2's default)
+    "combo-field": ("combo", {**COMBO_AFTER, **FIELD}),
+    "combo-seed7-field": ("combo-seed7", {**COMBO_AFTER, **FIELD}),
+    "background-field": ("background", {"illumination_variation": 0.1, **FIELD}),
+    # the combination's finishing and field on `area` (60 % on a zone axis, as v1)
+    "area-field": ("area", {**COMBO_AFTER, **FIELD}),
+    "combo-ceta-field": ("combo", {**COMBO_AFTER, "detector": "ceta", **FIELD}),
+    # the Ceta with the field that scored best on seed 41 (`field --only combo-ceta`)
+    "combo-ceta-field07": ("combo", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-seed7-ceta-field07": ("combo-seed7", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-seed11-field": ("combo-seed11", {**COMBO_AFTER, **FIELD}),
+    "combo-seed11-ceta-field07": ("combo-seed11", {**COMBO_AFTER, **CETA_FIELD}),
+    "combo-background": ("combo-background", COMBO_AFTER),
+    "combo-background-field": ("combo-background", {**COMBO_AFTER, **FIELD}),
+    "combo-background-ceta": ("combo-background", {**COMBO_AFTER, "detector": "ceta"}),
+    # the film's own best field on seed 41 (`field --only combo-background`), then seed 7
+    "combo-background-field075": ("combo-background", {**COMBO_AFTER, **FIELD_FILM}),
+    "combo-background-seed7-field075": ("combo-background-seed7", {**COMBO_AFTER, **FIELD_FILM}),
+    "combo-background-seed7-field": ("combo-background-seed7", {**COMBO_AFTER, **FIELD}),
 }
 
 
@@ -134,20 +170,23 @@ def write_row(cache: Path, stores: Path, row: str) -> Path:
         overwrite=True,
         progress=False,
         image_source=source,
+        v1=True,  # as group_params: what the row does not set is the version 1 model's
         **overrides,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("stage", choices=("render", "stores", "probe", "shift"))
+    ap.add_argument("stage", choices=("render", "stores", "probe", "shift", "field"))
     ap.add_argument("--only", help="comma-separated group (render) or row names")
     ap.add_argument("--cache", type=Path, default=Path("data/ablation/cache"))
     ap.add_argument("--stores", type=Path, default=Path("data/ablation"))
-    ap.add_argument("--out", type=Path, help="probe table (CSV) to write")
+    ap.add_argument("--out", type=Path, help="probe (or shift / field) table (CSV) to write")
     ap.add_argument(
         "--models", default=None, help="the authors' networks (temseg realism's default)"
     )
+    ap.add_argument("--levels", default="0,0.25,0.5,0.75,1", help="field stage: carbon levels")
+    ap.add_argument("--ratios", default="0.75,1,1.5,2", help="field stage: field sd ratios")
     args = ap.parse_args(argv)
     sim.require_sim(threads=1)
     if args.stage == "render":
@@ -158,16 +197,61 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(write_row(args.cache, args.stores, row), flush=True)
         return 0
-    if args.stage == "shift":
+    if args.stage in ("shift", "field"):
+        table = []
         for row in rows:
-            shift_diagnosis(args.stores / f"{row}.zarr", args.models)
+            if args.stage == "shift":
+                variants = shift_variants()
+            else:
+                variants = field_variants(_floats(args.levels), _floats(args.ratios))
+            table += score_variants(args.stores / f"{row}.zarr", variants, args.models)
+        if args.out:
+            import pandas as pd
+
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(table).to_csv(args.out, index=False, float_format="%.4f")
         return 0
     return probe_rows(args.stores, rows, args.out, args.models)
 
 
-def shift_diagnosis(store: Path, models: str | None) -> None:
-    """The networks on a store's standardized patches shifted and scaled: which change of
-    the intensity scale turns the networks' carbon into background."""
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def shift_variants() -> list[tuple[str, Callable]]:
+    """The standardized patches shifted and scaled: which change of the intensity scale
+    turns the networks' carbon into background."""
+    return [
+        (label, lambda im, _m, a=scale, b=shift: im * a + b)
+        for label, scale, shift in [("as stored", 1, 0), ("+0.25", 1, 0.25), ("+0.5", 1, 0.5),
+                                    ("-0.5", 1, -0.5), ("x2", 2, 0), ("x0.5", 0.5, 0)]
+    ]  # fmt: skip
+
+
+def field_variants(levels: list[float], ratios: list[float]) -> list[tuple[str, Callable]]:
+    """Each patch standardized in a modelled field (the cell's carbon at ``level`` field sd,
+    the field's sd ``ratio`` x the carbon's): what `temseg simulate --field-carbon-level
+    LEVEL --field-std-ratio RATIO` stores, from the same renderings."""
+    from temseg.data.sim_background import standardize_in_field
+
+    def variant(level: float, ratio: float) -> Callable:
+        def apply(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+            return np.stack([
+                standardize_in_field(im, m, carbon_level=level, std_ratio=ratio)
+                for im, m in zip(images, masks, strict=True)
+            ])  # fmt: skip
+
+        return apply
+
+    return [(f"level {lv:+g}, ratio {r:g}", variant(lv, r)) for lv in levels for r in ratios]
+
+
+def score_variants(
+    store: Path, variants: list[tuple[str, Callable]], models: str | None
+) -> list[dict]:
+    """The networks on a store's patches transformed by each variant ``(images, masks) ->
+    images``: per network dice (predicted fraction) and the mean dice, printed; the rows
+    (store, variant, network, dice, pred_fraction, true_fraction) returned."""
     from temseg import realism
     from temseg.legacy import load_legacy_checkpoint
 
@@ -175,14 +259,21 @@ def shift_diagnosis(store: Path, models: str | None) -> None:
     band = realism.boundary_band(masks)
     files = realism.find_models(models or realism.DEFAULT_MODELS)
     nets = [(realism.network_name(f), load_legacy_checkpoint(f)) for f in files]
-    for label, scale, shift in [("as stored", 1, 0), ("+0.25", 1, 0.25), ("+0.5", 1, 0.5),
-                                ("-0.5", 1, -0.5), ("x2", 2, 0), ("x0.5", 0.5, 0)]:  # fmt: skip
-        cells = []
+    print(f"{store.stem}: {len(images)} patches, true fraction {masks.mean():.3f}", flush=True)
+    rows = []
+    for label, transform in variants:
+        x = transform(images, masks).astype(np.float32)
+        cells, dice = [], []
         for name, net in nets:
-            pred = realism.predict_patches(net, (images * scale + shift).astype(np.float32))
-            sc = realism.mask_scores(pred, masks, band)
-            cells.append(f"{name} {sc['dice']:.3f} ({sc['pred_fraction']:.2f})")
-        print(f"| {store.stem} | {label} | " + " | ".join(cells) + " |", flush=True)
+            sc = realism.mask_scores(realism.predict_patches(net, x), masks, band)
+            dice.append(sc["dice"])
+            cells.append(f"{name} {sc['dice']:.3f} ({sc['pred_fraction']:.3f})")
+            rows.append({"store": store.stem, "variant": label, "network": name,
+                         "dice": sc["dice"], "pred_fraction": sc["pred_fraction"],
+                         "true_fraction": sc["true_fraction"]})  # fmt: skip
+        print(f"| {store.stem} | {label} | " + " | ".join(cells) + f" | {np.mean(dice):.3f} |",
+              flush=True)  # fmt: skip
+    return rows
 
 
 def probe_rows(stores: Path, rows: list[str], out: Path | None, models: str | None) -> int:

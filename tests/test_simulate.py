@@ -71,6 +71,62 @@ def test_cli_refuses_bad_parameters_with_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--field-std-ratio", "0"], "--field-std-ratio: field_std_ratio must lie in (0, 100]"),
+        (["--field-carbon-level", "nan"], "--field-carbon-level: field_carbon_level must be"),
+        (["--field-carbon-level", "abc"], "--field-carbon-level: expected a number or 'off'"),
+    ],
+)
+def test_cli_refuses_bad_field_context_with_exit_2(tmp_path, capsys, flags, message):
+    from temseg.cli import main
+
+    out = tmp_path / "s.zarr"
+    argv = ["simulate", str(out), "--preset", "hr-5nm", "--images", "2", "--seed", "0", *flags]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own refusal of a value its type cannot parse
+        rc = exc.code
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_field_statistics_of_a_hand_made_cell():
+    """Carbon (label 0) 2, 4, 2, 4, 2, 4: mean 3, sd 1; particles 0: the field of carbon
+    level 0.5 and sd ratio 2 has sd 2 and mean 3 - 0.5 * 2 = 2, and the cell standardized in
+    it puts its carbon at mean 0.5, sd 0.5 and its particles at (0 - 2) / 2 = -1."""
+    from temseg.data.sim_background import field_statistics, standardize_in_field
+
+    image = np.array([[2.0, 4.0, 2.0, 4.0], [2.0, 4.0, 0.0, 0.0]])
+    mask = np.array([[0, 0, 0, 0], [0, 0, 1, 1]])
+    assert field_statistics(image, mask, carbon_level=0.5, std_ratio=2.0) == (2.0, 2.0)
+    assert field_statistics(image, mask, carbon_level=-1.0, std_ratio=1.0) == (4.0, 1.0)
+    z = standardize_in_field(image, mask, carbon_level=0.5, std_ratio=2.0)
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z, [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, -1.0, -1.0]])
+    assert z[mask == 0].mean() == 0.5 and z[mask == 0].std() == 0.5
+    # no carbon: the whole cell stands in (mean 3, sd 1); a flat carbon counts as sd 1
+    assert field_statistics(image[:, :2], np.ones((2, 2)), carbon_level=1.0,
+                            std_ratio=1.0) == (2.0, 1.0)  # fmt: skip
+    assert field_statistics(np.full((3, 3), 7.0), np.zeros((3, 3)), carbon_level=0.5,
+                            std_ratio=3.0) == (5.5, 3.0)  # fmt: skip
+
+
+def test_field_context_defaults_and_v1():
+    """Version 2 standardizes in the calibrated field (docs/physics.md, "Field context");
+    --v1 and 'off' over the cell itself, recorded as before the knob existed."""
+    p = sim_params("hr-5nm")
+    assert (p.field_carbon_level, p.field_std_ratio, p.detector) == (0.7, 2.0, "ceta")
+    assert p.to_dict()["field_carbon_level"] == 0.7 and p.to_dict()["field_std_ratio"] == 2.0
+    for off in (sim_params("hr-5nm", v1=True), sim_params("hr-5nm", field_carbon_level="off")):
+        assert off.field_carbon_level is None
+        assert "field_carbon_level" not in off.to_dict()
+        assert "field_std_ratio" not in off.to_dict()
+    assert sim_params("hr-5nm", v1=True, field_carbon_level=0.2).field_carbon_level == 0.2
+
+
 def test_importing_the_module_does_not_import_abtem():
     code = "import sys, temseg.data.simulate, temseg.cli; print('abtem' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -214,9 +270,10 @@ def test_same_seed_same_image_and_store(sim, tmp_path, capsys):
     simulation = a1["simulation"]
     assert simulation["carbon_thickness_nm"] == [1.0, 1.0] and simulation["seed"] == 2
     # the calibrated defaults (docs/physics.md, the ablation), recorded
-    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ideal"
+    assert simulation["version"] == 2 and simulation["camera"]["name"] == "ceta"
     assert simulation["zone_axis_fraction"] == 0.0 and simulation["field_margin"] == 0.4
     assert simulation["coverage"] == 0.022 and simulation["illumination_variation"] == 0.1
+    assert simulation["field_carbon_level"] == 0.7 and simulation["field_std_ratio"] == 2.0
     assert {"zone_axis_fraction", "motion_frames", "detector", "label_style", "field_margin",
             "illumination_variation", "contamination_per_100nm2"} <= set(simulation)  # fmt: skip
     assert len(simulation["per_image"]) == 3
@@ -267,6 +324,11 @@ def test_camera_name_refused():
         ({"label_style": "freehand"}, "label_style must be one of"),
         ({"carbon_thickness_nm": (5.0, 2.0)}, "min <= max"),
         ({"motion_frames": 3, "frozen_phonons": 2}, "cannot be combined"),
+        ({"field_carbon_level": float("nan")}, "field_carbon_level must be 'off' or a level"),
+        ({"field_carbon_level": 7.0}, "field_carbon_level must be 'off' or a level"),
+        ({"field_carbon_level": "on"}, "field_carbon_level must be 'off' or a level"),
+        ({"field_std_ratio": 0.0}, "field_std_ratio must lie in \\(0, 100\\]"),
+        ({"field_std_ratio": -1.5}, "field_std_ratio must lie in \\(0, 100\\]"),
     ],
 )
 def test_bad_knobs_refused(override, match):
@@ -377,6 +439,39 @@ def test_finishing_a_rendering_equals_simulating_anew(sim):
     np.testing.assert_array_equal(finished.mask, direct.mask)
 
 
+def test_field_context_is_deterministic_and_recorded(sim, tmp_path):
+    """Same seed, same field-context store; the store records the knob, and its patches
+    are the cells standardized over themselves mapped into the field: carbon mean at the
+    level, carbon sd 1 / ratio."""
+    from temseg.data.sim_background import standardize_in_field
+    from temseg.data.store import load_split, read_attrs
+
+    kw = dict(preset="hr-2.2nm", images=2, seed=2, image_size=192, patch_size=192,
+              min_particle_px=50, carbon_thickness_nm=1.0, progress=False)  # fmt: skip
+    field = dict(field_carbon_level=0.3, field_std_ratio=2.0)
+    s1 = sim.make_simulated_store(tmp_path / "a.zarr", **kw, **field)
+    s2 = sim.make_simulated_store(tmp_path / "b.zarr", **kw, **field)
+    off = sim.make_simulated_store(tmp_path / "off.zarr", **kw, field_carbon_level="off")
+    a1, a2, a0 = read_attrs(s1), read_attrs(s2), read_attrs(off)
+    assert a1["content_hash"] == a2["content_hash"] != a0["content_hash"]
+    assert a1["simulation"]["field_carbon_level"] == 0.3
+    assert a1["simulation"]["field_std_ratio"] == 2.0
+    assert "+0.3 field sd" in a1["preprocessing"]["standardization"]
+    assert "field_carbon_level" not in a0["simulation"]
+    assert a0["preprocessing"]["standardization"] == "per image: mean 0, std 1"
+    for split in ("train", "val", "test"):
+        images, masks = load_split(s1, split)
+        plain, plain_masks = load_split(off, split)
+        np.testing.assert_array_equal(masks, plain_masks)
+        for image, mask, own in zip(images, masks, plain, strict=True):
+            assert own.mean() == pytest.approx(0.0, abs=1e-5)
+            assert image[mask == 0].mean() == pytest.approx(0.3, abs=1e-5)
+            assert image[mask == 0].std() == pytest.approx(0.5, abs=1e-5)
+            np.testing.assert_array_equal(
+                image, standardize_in_field(own, mask, carbon_level=0.3, std_ratio=2.0)
+            )
+
+
 def test_field_margin_cuts_particles_at_the_edge(sim):
     """Real-data area fraction: a particle centred outside the cell is cut there, not
     wrapped, and its label stops at the edge."""
@@ -418,7 +513,7 @@ def test_version_1_store_still_loads(sim, tmp_path, capsys):
     simulation = dict(root.attrs["simulation"])
     v2_only = set(sim.V1_SETTINGS) | {"carbon_correlation_nm", "contamination_height_nm",
               "contamination_radius_nm", "motion_rotation_deg", "motion_drift_nm",
-              "label_vertices", "label_jitter_nm", "camera"}  # fmt: skip
+              "label_vertices", "label_jitter_nm", "camera", "field_std_ratio"}  # fmt: skip
     old = {k: v for k, v in simulation.items() if k not in v2_only}
     old.update(carbon_thickness_nm=1.0, version=1)
     root.attrs["simulation"] = old

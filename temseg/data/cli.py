@@ -114,6 +114,8 @@ SIM_KNOBS = (
     "detector",
     "label_style",
     "label_jitter_nm",
+    "field_carbon_level",
+    "field_std_ratio",
 )
 
 

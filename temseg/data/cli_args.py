@@ -75,6 +75,16 @@ def _range(text: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def _float_or_off(text: str) -> float | str:
+    """Parse a number, or the word 'off'."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
+
+
 def _illumination(text: str) -> float:
     """Parse --illumination: an amplitude in [0, 1/3)."""
     try:
@@ -119,13 +129,19 @@ def _add_sim_knobs(p: argparse.ArgumentParser) -> None:
         "detector": (str, "camera class: poisson (v1), ideal (counting), ceta (scintillator CMOS)"),
         "label_style": (str, "footprint (from the atoms) or polygon (hand-drawn-like)"),
         "label_jitter_nm": (float, "sd of a polygon click's position per axis"),
+        "field_carbon_level": (
+            _float_or_off,
+            "standardize each cell in a modelled 88 nm field: its carbon this many field sd "
+            "above the field's mean ('off': over the cell itself, as v1)",
+        ),
+        "field_std_ratio": (float, "the modelled field's sd over the cell's carbon sd"),
     }
     p.add_argument(
         "--v1",
         action="store_true",
         help="start from the version 1 model (zone-axis share 0.6, the preset's coverage, "
         "uncut particles, flat 3 nm film, still particles, poisson detector, footprint "
-        "labels); the flags above still override it",
+        "labels, each cell standardized over itself); the flags above still override it",
     )
     choices = {"detector": ("poisson", "ideal", "ceta"), "label_style": ("footprint", "polygon")}
     for name, (kind, text) in helps.items():

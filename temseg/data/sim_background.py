@@ -13,6 +13,14 @@ wide (1/e), on top. Atoms fill the film at the carbon density wherever z < t(x, 
 Illumination: the intensity is multiplied by 1 + a s, s = g + r scaled to mean 0 and
 peak-to-peak 1, g a linear ramp of random direction (-1 to 1 across the field), r a smooth
 random field (std 1, correlation a quarter of the field): a peak-to-peak variation of ``a``.
+
+Field context: a real patch is cut from a micrograph standardized as a whole (the paper's
+4096 px, 88 nm field), a simulated cell is only the patch. :func:`field_statistics` gives
+the mean and standard deviation of a modelled field around the cell, fixed by where the
+cell's thin carbon sits in it (``carbon_level``, in field sd) and how wide the field's
+distribution is (``std_ratio``, field sd over the carbon's sd in the cell); the cell is then
+standardized with them (:func:`standardize_in_field`) instead of its own. Both are
+calibration constants (docs/physics.md, "Field context").
 """
 
 from __future__ import annotations
@@ -113,3 +121,50 @@ def polygon_label(
     rr, cc = polygon(ys, xs, shape=mask.shape)
     out[rr, cc] = 1
     return np.roll(out, (-shift[0], -shift[1]), axis=(0, 1))
+
+
+def field_statistics(
+    image: np.ndarray, mask: np.ndarray, *, carbon_level: float, std_ratio: float
+) -> tuple[float, float]:
+    """Mean and standard deviation of the modelled field a cell sits in.
+
+    Parameters
+    ----------
+    image
+        The cell (any affine intensity scale: counts, or already standardized).
+    mask
+        Its label (0 carbon, 1 particle); the carbon is where it is 0 (the whole cell when
+        fewer than 2 pixels are).
+    carbon_level
+        Where the cell's carbon mean sits in the field, in field standard deviations
+        (> 0: the field is darker on average than the carbon around the particles).
+    std_ratio
+        The field's standard deviation over the carbon's in the cell (> 0).
+
+    Notes
+    -----
+    With the carbon's mean m_c and standard deviation s_c in the cell,
+    ``sd = std_ratio * s_c`` and ``mean = m_c - carbon_level * sd``. A flat carbon
+    (s_c = 0) counts as s_c = 1 intensity unit.
+
+    Examples
+    --------
+    >>> img = np.array([[1.0, 3.0], [1.0, 3.0]]); lab = np.array([[0, 0], [1, 1]])
+    >>> field_statistics(img, lab, carbon_level=0.5, std_ratio=2.0)  # carbon: mean 2, sd 1
+    (1.0, 2.0)
+    """
+    values = np.asarray(image, dtype=np.float64)
+    carbon = values[np.asarray(mask) == 0]
+    if carbon.size < 2:
+        carbon = values.ravel()
+    sd = std_ratio * (float(carbon.std()) or 1.0)
+    return float(carbon.mean()) - carbon_level * sd, sd
+
+
+def standardize_in_field(
+    image: np.ndarray, mask: np.ndarray, *, carbon_level: float, std_ratio: float
+) -> np.ndarray:
+    """The cell standardized with its field's statistics (:func:`field_statistics`), float32:
+    its carbon's mean lands at ``carbon_level`` and its carbon's sd at ``1 / std_ratio``."""
+    mean, sd = field_statistics(image, mask, carbon_level=carbon_level, std_ratio=std_ratio)
+    return ((np.asarray(image, dtype=np.float64) - mean) / sd).astype(np.float32)

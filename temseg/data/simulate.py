@@ -45,7 +45,14 @@ store; the defaults of a version 1 store are written out in ``V1_SETTINGS``):
   (:mod:`temseg.data.sim_background`);
 - motion: the image is the mean of ``motion_frames`` sub-exposures, each particle turned and
   shifted a little in each (:func:`moving_waves`);
-- labels: the footprint, or a hand-drawn-like polygon of 10-16 clicks around it.
+- labels: the footprint, or a hand-drawn-like polygon of 10-16 clicks around it;
+- field context: a real patch is standardized with its whole 88 nm micrograph, a cell by
+  default with a modelled field's statistics (its carbon ``field_carbon_level`` field sd
+  above the field's mean, the field's sd ``field_std_ratio`` times the carbon's;
+  :func:`temseg.data.sim_background.field_statistics`): two calibration constants, chosen
+  against the authors' networks on seed 41 with the Ceta camera, the default because the
+  lab's camera is one and in the field it lets every network find the particles
+  (docs/physics.md, "Field context").
 
 The label is the particles' projected footprint computed from the atoms, never from the
 image: per particle, the convex hull of its atoms projected along the beam, dilated by the
@@ -54,8 +61,9 @@ footprint of the particle's atoms. The cell is periodic in x and y (the multisli
 a particle crossing an edge reappears on the opposite edge, in the image and the label
 alike.
 
-Raw counts then go through :func:`temseg.data.preprocess.preprocess` and
-:func:`temseg.data.pipeline.assemble_store`, as every other store. Image i draws everything
+Raw counts then go through :func:`temseg.data.preprocess.preprocess` (then, with field
+context, the standardization in the field) and :func:`temseg.data.pipeline.assemble_store`,
+as every other store. Image i draws everything
 from ``np.random.default_rng([seed, i])``; FFTs run single-threaded in numpy, so the same
 seed gives the same bytes.
 
@@ -72,7 +80,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +104,10 @@ AVOGADRO = 6.02214076e23
 # abTEM band-limits the wave to 2/3 of the Nyquist frequency (anti-aliasing aperture)
 ANTIALIAS_FRACTION = 2.0 / 3.0
 SIM_INSTALL_HINT = "pip install 'temseg[sim]' (or: pip install abtem ase)"
+# field context, calibrated with the Ceta camera on seed 41 against the authors' networks
+# (docs/physics.md, "Field context"): inferred constants, not measured on a real field
+FIELD_CARBON_LEVEL = 0.7
+FIELD_STD_RATIO = 2.0
 LABEL_STYLES = ("footprint", "polygon")
 
 
@@ -142,16 +154,23 @@ class SimParams:
     motion_frames: int = 1  # sub-exposures averaged; 1 = particles still
     motion_rotation_deg: float = 1.0  # sd per axis of each frame's rotation of a particle
     motion_drift_nm: float = 0.05  # sd per axis of each frame's in-plane shift of a particle
-    detector: str = "ideal"  # camera class (temseg.data.detector)
+    detector: str = "ceta"  # camera class (temseg.data.detector): the lab's, in the field
     label_style: str = "footprint"  # or "polygon": hand-drawn-like
     label_vertices: tuple[int, int] = (10, 16)  # clicks per polygon, min and max
     label_jitter_nm: float = 0.1  # sd of each click's position per axis
+    # field context: the cell standardized with a modelled field's statistics, its carbon at
+    # field_carbon_level field sd above the field's mean (None: over itself, as version 1)
+    field_carbon_level: float | None = FIELD_CARBON_LEVEL
+    field_std_ratio: float = FIELD_STD_RATIO  # field sd over the cell's carbon sd
     version: int = SIM_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
         }
+        if self.field_carbon_level is None:  # recorded as before the knob existed
+            del out["field_carbon_level"], out["field_std_ratio"]
+        return out
 
 
 # the lab's real 4096 px label: 8 particles on 2.2 % of the field
@@ -166,6 +185,7 @@ V1_SETTINGS = {
     "motion_frames": 1,
     "detector": "poisson",
     "label_style": "footprint",
+    "field_carbon_level": None,
 }
 
 RANGES = (
@@ -234,6 +254,8 @@ def sim_params(
         **(V1_SETTINGS if v1 else {}),
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if fields.get("field_carbon_level") == "off":  # the flag's word for None
+        fields["field_carbon_level"] = None
     fields["image_size"] = int(image_size)
     for name in RANGES + PAIRS:
         if name not in fields:
@@ -337,6 +359,16 @@ def _validate_knobs(p: SimParams) -> None:
             "label_vertices must be (min, max) with 3 <= min <= max",
         ),
         (p.label_jitter_nm >= 0, "label_jitter_nm must be >= 0"),
+        (
+            p.field_carbon_level is None
+            or (isinstance(p.field_carbon_level, (int, float)) and abs(p.field_carbon_level) <= 5),
+            f"field_carbon_level must be 'off' or a level in [-5, 5] field sd, got "
+            f"{p.field_carbon_level!r}",
+        ),
+        (
+            0 < p.field_std_ratio <= 100,
+            f"field_std_ratio must lie in (0, 100], got {p.field_std_ratio!r}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -1114,12 +1146,10 @@ def make_simulated_store(
         As for :func:`temseg.data.synth.make_synthetic_store` (default one 512 px patch per
         512 px image; no flat field).
     image_source
-        ``(params, i) -> Simulated``, by default :func:`simulate_image` with
-        ``default_rng([seed, i])``; a script that renders once and finishes the same
-        draws under several detector / label / illumination settings passes its own.
+        ``(params, i) -> Simulated``, by default :func:`simulate_image` of image i; a script
+        that finishes cached renderings under other settings passes its own.
     overrides
-        Any :class:`SimParams` field (``carbon_thickness_nm``, ``defocus_nm``, ``dose``,
-        ``frozen_phonons``, ...).
+        Any :class:`SimParams` field (``defocus_nm``, ``dose``, ``field_carbon_level``, ...).
 
     Returns
     -------
@@ -1132,8 +1162,7 @@ def make_simulated_store(
     >>> make_simulated_store("/tmp/ms.zarr", preset="hr-2.2nm", images=10, seed=0,
     ...                      image_size=256, patch_size=256)  # doctest: +SKIP
     """
-    from temseg.data.pipeline import PreparedImage, assemble_store
-    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess, preprocessing_record
+    from temseg.data.pipeline import assemble_store
     from temseg.data.synth import _check_counts
 
     out = Path(out).absolute()
@@ -1143,54 +1172,23 @@ def make_simulated_store(
     _check_counts(images, seed, patch_size, min_particle_px, params.image_size)
     if split_fractions is not None and len(split_fractions) != 3:
         raise ValueError(f"split_fractions must be 3 numbers, got {split_fractions}")
-    abtem = require_sim()
-    import ase
-
-    from temseg.data.detector import get_camera
-
-    def default_source(p: SimParams, i: int) -> Simulated:
-        return simulate_image(p, np.random.default_rng([seed, i]))
-
-    source = image_source or default_source
-    threshold = XRAY_THRESHOLDS["hr"]
+    require_sim()
     sources = [f"multislice:{preset}:seed{seed}:image{i}" for i in range(images)]
-    records: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []  # per image, filled while the images are made
+    source = image_source or partial(_seeded_image, seed)
     bar = _Bar(images, out.name, progress)
-
-    def prepared():
-        try:
-            for i in range(images):
-                sim = source(params, i)
-                records.append(sim.record())
-                std, _ = preprocess(sim.counts, xray_threshold=threshold, flat_field=flat_field)
-                bar.update(sim.seconds)
-                yield PreparedImage(std, sim.mask, i, i, sources[i])
-        finally:
-            bar.close()
-
-    preprocessing = preprocessing_record("hr", threshold, flat_field=flat_field)
     t0 = time.perf_counter()
-    simulation = {
-        **params.to_dict(),
-        "seed": int(seed),
-        "images": int(images),
-        "method": "abTEM plane-wave multislice",
-        "abtem_version": abtem.__version__,
-        "ase_version": ase.__version__,
-        "camera": get_camera(params.detector).to_dict(),
-        "per_image": records,  # filled while the images are made, before the write
-    }
     path = assemble_store(
         out,
-        prepared(),
+        _prepared_images(params, source, sources, records, flat_field=flat_field, bar=bar),
         sources=sources,
         pixel_size_nm=params.pixel_size_nm,
         patch_size=patch_size,
         min_particle_px=min_particle_px,
         seed=seed,
         kind="synthetic",
-        preprocessing=preprocessing,
-        extra_attrs={"simulation": simulation},
+        preprocessing=_preprocessing_record(params, flat_field),
+        extra_attrs={"simulation": _simulation_record(params, seed, images, records)},
         overwrite=overwrite,
         **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),
     )
@@ -1198,6 +1196,83 @@ def make_simulated_store(
         wall = time.perf_counter() - t0
         log(f"{images} images in {wall:.1f} s ({wall / images:.2f} s per image)")
     return path
+
+
+def _seeded_image(seed: int, params: SimParams, i: int) -> Simulated:
+    """Image i of a store of seed ``seed``."""
+    return simulate_image(params, np.random.default_rng([seed, i]))
+
+
+def _prepared_images(
+    params: SimParams,
+    source: Callable[[SimParams, int], Simulated],
+    sources: list[str],
+    records: list[dict[str, Any]],
+    *,
+    flat_field: bool,
+    bar: _Bar,
+):
+    """Each image simulated, preprocessed like a real file and standardized (over itself,
+    or in its modelled field: ``field_carbon_level``), as the store's writer takes it;
+    appends each image's record to ``records``."""
+    from temseg.data.pipeline import PreparedImage
+    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess
+    from temseg.data.sim_background import standardize_in_field
+
+    threshold = XRAY_THRESHOLDS["hr"]
+    try:
+        for i, name in enumerate(sources):
+            sim = source(params, i)
+            records.append(sim.record())
+            std, _ = preprocess(sim.counts, xray_threshold=threshold, flat_field=flat_field)
+            if params.field_carbon_level is not None:  # affine: the same as from the counts
+                std = standardize_in_field(
+                    std,
+                    sim.mask,
+                    carbon_level=params.field_carbon_level,
+                    std_ratio=params.field_std_ratio,
+                )
+            bar.update(sim.seconds)
+            yield PreparedImage(std, sim.mask, i, i, name)
+    finally:
+        bar.close()
+
+
+def _preprocessing_record(params: SimParams, flat_field: bool) -> dict[str, Any]:
+    """The store's ``preprocessing`` attribute: the real files' record, with the field
+    context's standardization when it is on (else unchanged, byte for byte)."""
+    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocessing_record
+
+    record = preprocessing_record("hr", XRAY_THRESHOLDS["hr"], flat_field=flat_field)
+    if params.field_carbon_level is not None:
+        record["standardization"] = (
+            f"per image in a modelled field: the carbon (label 0) at "
+            f"{params.field_carbon_level:+g} field sd, field sd {params.field_std_ratio:g} x "
+            "the carbon's sd (simulation.field_carbon_level, field_std_ratio)"
+        )
+    return record
+
+
+def _simulation_record(
+    params: SimParams, seed: int, images: int, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The store's ``simulation`` attribute: every parameter, the versions, the camera and
+    ``records`` (filled per image while the images are made, before the write)."""
+    import abtem
+    import ase
+
+    from temseg.data.detector import get_camera
+
+    return {
+        **params.to_dict(),
+        "seed": int(seed),
+        "images": int(images),
+        "method": "abTEM plane-wave multislice",
+        "abtem_version": abtem.__version__,
+        "ase_version": ase.__version__,
+        "camera": get_camera(params.detector).to_dict(),
+        "per_image": records,
+    }
 
 
 SIM_PRESETS = tuple(name for name, p in PRESETS.items() if p.pixel_size_nm <= max_pixel_size_nm())
