@@ -202,7 +202,31 @@ class TrialRun:
 
 def log_dataset_input(client: Any, run_id: str, ds: dict[str, Any]) -> None:
     """Log a patch store as the run's MLflow dataset input (context ``training``): its name,
-    digest, path and profile (:meth:`temseg.trial.Dataset.mlflow_input`)."""
+    digest, path and profile (:meth:`temseg.trial.Dataset.mlflow_input`).
+
+    Trials that start together log the same dataset at once. MLflow looks the dataset up and
+    inserts it when missing, so all but one of them fail the store's unique constraint on
+    (experiment, name, digest) (seen on a fresh demo: a trial lost one of its retries to it).
+    The dataset exists by then, so the input is logged again, once, and links it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _log_dataset_input(client, run_id, ds)
+    except MlflowException as exc:
+        if not _lost_insert_race(exc):
+            raise
+        _log_dataset_input(client, run_id, ds)
+
+
+def _lost_insert_race(exc: Exception) -> bool:
+    """Whether a backend refused a row another writer inserted first (SQLite, PostgreSQL,
+    MySQL wordings of a unique-constraint violation)."""
+    text = str(exc)
+    return any(m in text for m in ("UNIQUE constraint failed", "duplicate key", "Duplicate entry"))
+
+
+def _log_dataset_input(client: Any, run_id: str, ds: dict[str, Any]) -> None:
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     dataset = Dataset(
