@@ -66,6 +66,7 @@ def make_stores(root: Path, images: int, seed: int) -> dict[str, Path]:
                 seed=seed,
                 pixel_size_nm=0.04,
                 aperture_mrad=(12.0, 16.0),  # band limit at 0.04 nm/px: 16.4 mrad
+                v1=True,  # the study (docs/physics.md section 3) ran on the first image model
                 **SCALE,
                 **cond,
             )
