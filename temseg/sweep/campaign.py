@@ -259,6 +259,9 @@ def run_campaign(
 # Fields of a sweep config that say where and how it runs, not what it trains: left out of
 # the sweep's identity, so e.g. another --cpus-per-trial continues the same parent run.
 PLACEMENT_FIELDS = ("cpus_per_trial", "gpus_per_trial", "device", "max_failures", "description")
+# Fields added after sweeps were first keyed: left out of the identity while unset (None), so
+# a sweep keyed before they existed finds its parent run again (keys pinned in test_parent.py).
+LATER_FIELDS = {"synthetic": ("generator_version",)}
 
 
 def sweep_identity(cfg: SweepConfig, strategy: Strategy[Any]) -> tuple[dict[str, Any], str]:
@@ -270,6 +273,11 @@ def sweep_identity(cfg: SweepConfig, strategy: Strategy[Any]) -> tuple[dict[str,
     config = to_dict(cfg)
     config.update(strategy.identity())
     identity = {k: v for k, v in config.items() if k not in PLACEMENT_FIELDS}
+    for section, names in LATER_FIELDS.items():
+        if isinstance(identity.get(section), dict):
+            identity[section] = {
+                k: v for k, v in identity[section].items() if not (k in names and v is None)
+            }
     return config, tracking.sweep_key(strategy.name, strategy.experiment_of(cfg), identity)
 
 
