@@ -352,6 +352,18 @@ class Architecture:
         return network_label(self.num_blocks, self.pools, self.dilations)
 
     @property
+    def short_label(self) -> str:
+        """:attr:`label` compacted for MLflow's run-name column, which shows ~20 characters:
+        ``N2 p4-4`` for ``N=2 pools 4-4 dilations 1-1-1``, dilations only when not all 1
+        (``N2 p2-2 d1-2-2``).
+
+        >>> Architecture(2, (4, 4)).short_label, Architecture(2, (2, 2), (1, 2, 2)).short_label
+        ('N2 p4-4', 'N2 p2-2 d1-2-2')
+        """
+        dil = "" if set(self.dilations) == {1} else f" d{format_seq(self.dilations)}"
+        return f"N{self.num_blocks} p{format_seq(self.pools)}{dil}"
+
+    @property
     def name(self) -> str:
         """Machine id, e.g. ``N2-p8.8-d1.1.1``: the MLflow tag ``temseg.architecture`` and the
         benchmark table's ``arch`` column, by which existing runs and tables are found, so its

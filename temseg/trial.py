@@ -54,22 +54,24 @@ TAG_SWEEP_KEY = "temseg.sweep_key"  # on a parent run only: same sweep config, s
 
 
 def run_name(dataset: str, arch: Architecture, seed: int, level: float = float("nan")) -> str:
-    """A name that reads in MLflow's run table, e.g. ``c0.060 N=2 pools 4-4 dilations 1-1-1
-    s752``: the dataset, the network as a user reads it everywhere (:attr:`Architecture.label`)
-    and the seed.
+    """A name that reads in MLflow's run table, e.g. ``c0.060 N2 p4-4 s752``.
 
-    The generator's contrast level C stands for the dataset when the store has one (a
-    synthetic series: ``hr-2.2nm-c0.060-s0``), else the dataset's name does. The trial key,
-    not the name, identifies a run (tag ``temseg.trial_key``); the dataset and the
-    architecture's id are tags too.
+    The dataset, the network and the seed. The network is :attr:`Architecture.short_label`,
+    the compact form of the name users read everywhere else (``N=2 pools 4-4 dilations
+    1-1-1``): MLflow's run-name column shows about 20 characters, and the long form left every
+    trial of a contrast level reading ``c0.090 N=2 poo...`` there. The generator's contrast
+    level C stands for the dataset when the store has one (a synthetic series:
+    ``hr-2.2nm-c0.060-s0``), else the dataset's name does. The trial key, not the name,
+    identifies a run (tag ``temseg.trial_key``); the dataset and the architecture's id are
+    tags too.
 
     >>> run_name("hr-2.2nm-c0.060-s0", Architecture(2, (4, 4)), 752, 0.06)
-    'c0.060 N=2 pools 4-4 dilations 1-1-1 s752'
+    'c0.060 N2 p4-4 s752'
     >>> run_name("discs", Architecture(2, (2, 2), (1, 2, 2)), 140)
-    'discs N=2 pools 2-2 dilations 1-2-2 s140'
+    'discs N2 p2-2 d1-2-2 s140'
     """
     where = f"c{level:.3f}" if level == level else dataset
-    return f"{where} {arch.label} s{seed}"
+    return f"{where} {arch.short_label} s{seed}"
 
 
 @dataclass(frozen=True)

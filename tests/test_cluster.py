@@ -55,9 +55,7 @@ RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` CLI of this int
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 EPOCH_METRICS = ("train_loss", "val_loss", "train_hard_dice", "val_hard_dice", "val_soft_dice")
-# the smoke grid's two trials
-P22 = "discs128 N=2 pools 2-2 dilations 1-1-1 s752"
-P44 = "discs128 N=2 pools 4-4 dilations 1-1-1 s752"
+P22, P44 = "discs128 N2 p2-2 s752", "discs128 N2 p4-4 s752"  # the smoke grid
 
 
 # ---------------------------------------------------------------- processes, by PID via /proc

@@ -200,10 +200,7 @@ def test_smoke_sweep_into_sqlite(tmp_path, store128):
     assert_no_process_left()  # the local Ray runtime and all it started are gone
     runs = assert_complete(uri, n_runs=2, epochs=2)
     names = sorted(r.info.run_name for r in runs)
-    assert names == [  # no generator C: the dataset's name
-        "discs128 N=2 pools 2-2 dilations 1-1-1 s752",
-        "discs128 N=2 pools 4-4 dilations 1-1-1 s752",
-    ]
+    assert names == ["discs128 N2 p2-2 s752", "discs128 N2 p4-4 s752"]  # no generator C: the name
     assert {r.data.tags["temseg.architecture"] for r in runs} == {
         "N2-p2.2-d1.1.1",
         "N2-p4.4-d1.1.1",

@@ -65,9 +65,8 @@ def test_a_known_grid_trial_keeps_its_key_name_params_and_tags():
     (trial,) = build_trials(CFG, [DS], tracking_uri="sqlite:////tmp/x.db", experiment_id="7")
     meta = trial["meta"]
     assert meta["trial_key"] == "2cf69e9a54cf7c61"
-    # the name changed in issue 15 (it was "discs128/N2-p4.2-d1.1.1-s752") and in issue 23
-    # ("discs128 N2 p4-2 s752": one network name format); the key did not
-    assert meta["run_name"] == "discs128 N=2 pools 4-2 dilations 1-1-1 s752"
+    # the name changed in issue 15 (it was "discs128/N2-p4.2-d1.1.1-s752"); the key did not
+    assert meta["run_name"] == "discs128 N2 p4-2 s752"
     assert meta["params"] == PARAMS
     assert meta["tags"] == TAGS
     assert meta["parent_run_id"] is None
@@ -97,8 +96,7 @@ def test_a_known_search_trial_keeps_its_key_and_tags():
 def test_a_synthetic_store_is_named_by_its_generator_contrast():
     ds = Dataset("/data/hr.zarr", "hr-2.2nm-c0.090-s0_px0.04", 0.04, 192, 0.436, level=0.09)
     (trial,) = build_trials(CFG, [ds], tracking_uri="sqlite:////tmp/x.db", experiment_id="7")
-    # C, not the measured 0.436
-    assert trial["meta"]["run_name"] == "c0.090 N=2 pools 4-2 dilations 1-1-1 s752"
+    assert trial["meta"]["run_name"] == "c0.090 N2 p4-2 s752"  # C, not the measured 0.436
     assert trial["meta"]["params"]["contrast"] == 0.436
 
 

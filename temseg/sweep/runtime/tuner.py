@@ -132,8 +132,7 @@ def ray_run_name(storage_path: str, key: str, resume: bool) -> str:
 
 
 def trial_dirname(run_name: str) -> str:
-    """A trial's folder name from its run name: ``c0.090 N=2 pools 4-4 dilations 1-1-1 s752``
-    -> ``c0.090_N_2_pools_4-4_dilations_1-1-1_s752``."""
+    """A trial's folder name from its run name: ``c0.090 N2 p4-4 s752`` -> ``c0.090_N2_p4-4_s752``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)[:120]
 
 
