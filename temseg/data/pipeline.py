@@ -129,21 +129,31 @@ def write_generated_store(
     extra_attrs: dict[str, Any],
     overwrite: bool = False,
     split_fractions: Sequence[float] | None = None,
+    restandardize: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    standardization: str | None = None,
 ) -> Path:
     """Preprocess generated raw counts as real files are, and write them as a patch store.
 
     ``raw`` yields ``images`` (counts, mask) pairs; image i is its own split group and its
     source is ``{origin}:seed{seed}:image{i}``. The x-ray threshold is the ``regime``'s
     (``hr`` or ``lr``); ``extra_attrs`` holds the generator's record (its parameters, seed
-    and image count). The store write of :func:`temseg.data.synth.make_synthetic_store`;
-    any generator of raw counts and masks can use it.
+    and image count). ``restandardize`` ``(standardized, mask) -> image``, when given, maps
+    each preprocessed image once more (the multislice field context), and ``standardization``
+    then says how in the ``preprocessing`` record. The store write of
+    :func:`temseg.data.synth.make_synthetic_store` and
+    :func:`temseg.data.simulate.make_simulated_store`.
     """
     threshold = XRAY_THRESHOLDS[regime]
     sources = [f"{origin}:seed{seed}:image{i}" for i in range(images)]
+    record = preprocessing_record(regime, threshold, flat_field=flat_field)
+    if standardization is not None:
+        record["standardization"] = standardization
 
     def prepared():
         for i, (counts, mask) in enumerate(raw):
             std, _ = preprocess(counts, xray_threshold=threshold, flat_field=flat_field)
+            if restandardize is not None:
+                std = restandardize(std, mask)
             yield PreparedImage(std, mask, i, i, sources[i])
 
     return assemble_store(
@@ -155,7 +165,7 @@ def write_generated_store(
         min_particle_px=min_particle_px,
         seed=seed,
         kind="synthetic",
-        preprocessing=preprocessing_record(regime, threshold, flat_field=flat_field),
+        preprocessing=record,
         extra_attrs=extra_attrs,
         overwrite=overwrite,
         **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),

@@ -61,9 +61,9 @@ footprint of the particle's atoms. The cell is periodic in x and y (the multisli
 a particle crossing an edge reappears on the opposite edge, in the image and the label
 alike.
 
-Raw counts then go through :func:`temseg.data.preprocess.preprocess` (then, with field
-context, the standardization in the field) and :func:`temseg.data.pipeline.assemble_store`,
-as every other store. Image i draws everything
+Raw counts then go through :func:`temseg.data.pipeline.write_generated_store`, the fast
+generator's store write: :func:`temseg.data.preprocess.preprocess` as every other store (then,
+with field context, the standardization in the field). Image i draws everything
 from ``np.random.default_rng([seed, i])``; FFTs run single-threaded in numpy, so the same
 seed gives the same bytes.
 
@@ -1162,7 +1162,7 @@ def make_simulated_store(
     >>> make_simulated_store("/tmp/ms.zarr", preset="hr-2.2nm", images=10, seed=0,
     ...                      image_size=256, patch_size=256)  # doctest: +SKIP
     """
-    from temseg.data.pipeline import assemble_store
+    from temseg.data.pipeline import write_generated_store
     from temseg.data.synth import _check_counts
 
     out = Path(out).absolute()
@@ -1173,24 +1173,25 @@ def make_simulated_store(
     if split_fractions is not None and len(split_fractions) != 3:
         raise ValueError(f"split_fractions must be 3 numbers, got {split_fractions}")
     require_sim()
-    sources = [f"multislice:{preset}:seed{seed}:image{i}" for i in range(images)]
     records: list[dict[str, Any]] = []  # per image, filled while the images are made
     source = image_source or partial(_seeded_image, seed)
     bar = _Bar(images, out.name, progress)
     t0 = time.perf_counter()
-    path = assemble_store(
+    path = write_generated_store(
         out,
-        _prepared_images(params, source, sources, records, flat_field=flat_field, bar=bar),
-        sources=sources,
+        _raw_images(params, source, images, records, bar),
+        origin=f"multislice:{preset}",
+        images=images,
+        seed=seed,
+        regime="hr",
+        flat_field=flat_field,
         pixel_size_nm=params.pixel_size_nm,
         patch_size=patch_size,
         min_particle_px=min_particle_px,
-        seed=seed,
-        kind="synthetic",
-        preprocessing=_preprocessing_record(params, flat_field),
         extra_attrs={"simulation": _simulation_record(params, seed, images, records)},
         overwrite=overwrite,
-        **({} if split_fractions is None else {"split_fractions": tuple(split_fractions)}),
+        split_fractions=split_fractions,
+        **_field_context(params),
     )
     if log:
         wall = time.perf_counter() - t0
@@ -1203,54 +1204,45 @@ def _seeded_image(seed: int, params: SimParams, i: int) -> Simulated:
     return simulate_image(params, np.random.default_rng([seed, i]))
 
 
-def _prepared_images(
+def _raw_images(
     params: SimParams,
     source: Callable[[SimParams, int], Simulated],
-    sources: list[str],
+    images: int,
     records: list[dict[str, Any]],
-    *,
-    flat_field: bool,
     bar: _Bar,
 ):
-    """Each image simulated, preprocessed like a real file and standardized (over itself,
-    or in its modelled field: ``field_carbon_level``), as the store's writer takes it;
-    appends each image's record to ``records``."""
-    from temseg.data.pipeline import PreparedImage
-    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocess
-    from temseg.data.sim_background import standardize_in_field
-
-    threshold = XRAY_THRESHOLDS["hr"]
+    """Each image's raw counts and label, as the store's writer takes them; appends each
+    image's record to ``records``."""
     try:
-        for i, name in enumerate(sources):
+        for i in range(images):
             sim = source(params, i)
             records.append(sim.record())
-            std, _ = preprocess(sim.counts, xray_threshold=threshold, flat_field=flat_field)
-            if params.field_carbon_level is not None:  # affine: the same as from the counts
-                std = standardize_in_field(
-                    std,
-                    sim.mask,
-                    carbon_level=params.field_carbon_level,
-                    std_ratio=params.field_std_ratio,
-                )
             bar.update(sim.seconds)
-            yield PreparedImage(std, sim.mask, i, i, name)
+            yield sim.counts, sim.mask
     finally:
         bar.close()
 
 
-def _preprocessing_record(params: SimParams, flat_field: bool) -> dict[str, Any]:
-    """The store's ``preprocessing`` attribute: the real files' record, with the field
-    context's standardization when it is on (else unchanged, byte for byte)."""
-    from temseg.data.preprocess import XRAY_THRESHOLDS, preprocessing_record
+def _field_context(params: SimParams) -> dict[str, Any]:
+    """The store writer's options for field context (none when it is off, so the store is
+    byte for byte what it was before the knob): each preprocessed image standardized in its
+    modelled field (affine: the same as from the counts), and the record saying so."""
+    from temseg.data.sim_background import standardize_in_field
 
-    record = preprocessing_record("hr", XRAY_THRESHOLDS["hr"], flat_field=flat_field)
-    if params.field_carbon_level is not None:
-        record["standardization"] = (
+    if params.field_carbon_level is None:
+        return {}
+    return {
+        "restandardize": partial(
+            standardize_in_field,
+            carbon_level=params.field_carbon_level,
+            std_ratio=params.field_std_ratio,
+        ),
+        "standardization": (
             f"per image in a modelled field: the carbon (label 0) at "
             f"{params.field_carbon_level:+g} field sd, field sd {params.field_std_ratio:g} x "
             "the carbon's sd (simulation.field_carbon_level, field_std_ratio)"
-        )
-    return record
+        ),
+    }
 
 
 def _simulation_record(
