@@ -331,9 +331,11 @@ def sweep_config(args: argparse.Namespace, **extra: Any) -> Any:
     from temseg.config import ConfigError
     from temseg.sweep.profile import load_profile
 
-    series_flags = {"--data-seed": ("seed", args.data_seed)}
-    series_flags["--generator-version"] = ("generator version", args.generator_version)
-    for flag, (what, value) in series_flags.items():
+    series_flags = (
+        ("--data-seed", "seed", args.data_seed),
+        ("--generator-version", "generator version", args.generator_version),
+    )
+    for flag, what, value in series_flags:
         if value is not None and args.data:
             raise ConfigError(
                 f"{flag} sets the {what} of the synthetic contrast series and has no effect "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from temseg.config import ConfigError
-from temseg.sweep.profile import SweepConfig
+from temseg.sweep.profile import SweepConfig, SyntheticData
 from temseg.trial import Dataset
 
 # The generator version of the sweeps' synthetic series. Every documented sweep result (the
@@ -48,6 +48,14 @@ def open_datasets(paths: list[str]) -> list[Dataset]:
     return out
 
 
+def _generator_options(s: SyntheticData) -> dict[str, Any]:
+    """The series' knobs as the generator's keywords, ``generator_version`` as ``version``
+    (the sweeps' pinned :data:`SWEEP_GENERATOR_VERSION` when unset)."""
+    opts = dict(s.knobs)
+    opts["version"] = opts.pop("generator_version", SWEEP_GENERATOR_VERSION)
+    return opts
+
+
 def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
     """Create (or reuse) the profile's synthetic contrast series; return the store paths.
 
@@ -65,8 +73,6 @@ def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
         f"{'; ' + knobs if knobs else ''}) under {out_dir}",
         flush=True,
     )
-    knobs = dict(s.knobs)
-    version = knobs.pop("generator_version", SWEEP_GENERATOR_VERSION)
     paths = make_contrast_series(
         out_dir,
         contrasts=s.contrasts,
@@ -75,8 +81,7 @@ def synthetic_datasets(cfg: SweepConfig, data_dir: Path) -> list[str]:
         seed=s.seed,
         image_size=s.image_size,
         patch_size=s.patch_size,
-        version=version,
-        **knobs,
+        **_generator_options(s),
     )
     return [str(p) for p in paths]
 
@@ -98,11 +103,9 @@ def planned_datasets(cfg: SweepConfig, data_dir: Path) -> list[Dataset]:
 
     s = cfg.synthetic
     out_dir = s.series_dir(data_dir)
-    opts = {k: v for k, v in s.knobs.items() if k != "split_fractions"}  # not the image model
-    opts.update(
-        image_size=s.image_size,
-        version=opts.pop("generator_version", SWEEP_GENERATOR_VERSION),
-    )
+    opts = _generator_options(s)
+    opts.pop("split_fractions", None)  # not the image model
+    opts.update(image_size=s.image_size)
     out = []
     for c in s.contrasts:
         # the generator's own parameters (the knobs validated as the real run would)
