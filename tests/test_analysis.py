@@ -413,6 +413,7 @@ def test_report_via_cli_without_stores_or_checkpoints(store, tmp_path, capsys):
         "plateaus.csv",
         "fourier.csv",
         "fn_overlap.csv",
+        "data_sources.csv",
         "onset_trend.csv",
         "failed_trials.csv",
         "trials.csv",
@@ -458,6 +459,8 @@ def test_report_via_cli_without_stores_or_checkpoints(store, tmp_path, capsys):
     fourier = pd.read_csv(out / "fourier.csv").set_index("dataset")
     assert fourier.loc["lr", "status"].startswith("not applicable")
     assert fourier.loc["hr-lo", "status"].startswith("store unavailable")
+    sources = pd.read_csv(out / "data_sources.csv")
+    assert sources["source"].str.startswith("store not read (").all() and len(sources) == 3
     plateaus = pd.read_csv(out / "plateaus.csv")
     assert len(plateaus) == 4  # 3 pooling series + the hr-lo dilation series
     md = (out / "report.md").read_text()

@@ -126,6 +126,7 @@ class ReportTables:
     fourier: pd.DataFrame  # FOURIER_COLUMNS
     fn: pd.DataFrame  # FN_COLUMNS
     improving: pd.DataFrame  # trials whose best epoch was their last (no CSV)
+    sources: pd.DataFrame | None = None  # what made each dataset (provenance.SOURCE_COLUMNS)
 
     def csvs(self) -> dict[str, pd.DataFrame]:
         """Each CSV file's stem and its table."""
@@ -141,4 +142,4 @@ class ReportTables:
             "erf_fits": self.erf_fits,
             "fourier": self.fourier,
             "fn_overlap": self.fn,
-        }
+        } | ({} if self.sources is None else {"data_sources": self.sources})

@@ -158,6 +158,7 @@ def build_doc(
     doc.p(DICE_FORM)
 
     _answer_section(doc, t.answers, t.improving, t.recommendation, n_done)
+    _sources_section(doc, t.sources)
     doc.h(2, "Findings")
     doc.ul(
         findings(t.plateaus, t.trend, t.fourier, t.fn, t.summary)
@@ -169,6 +170,22 @@ def build_doc(
     _plateau_section(doc, t.plateaus, t.trend, t.held_out, t.erf_fits)
     _aggregate_section(doc, t.summary, t.fourier, t.fn, t.failed, notes)
     return doc
+
+
+def _sources_section(doc: Doc, sources: pd.DataFrame | None) -> None:
+    """What made each dataset's images, and what the authors' real-data networks say of
+    that source: the answer above holds for real micrographs only as far as that goes."""
+    if sources is None or not len(sources):
+        return
+    doc.h(2, "What the images are")
+    doc.p(
+        "The answer above is about these images. How far it carries to real micrographs "
+        "depends on how real they look; temseg measures that with the paper authors' five "
+        "networks trained on real 5 nm Au (`temseg realism`; real test dice 0.72-0.78), "
+        "docs/physics.md (data_sources.csv)."
+    )
+    view = sources.assign(contrast=sources["contrast"].map(lambda v: fmt_value(v, 3)))
+    doc.table(view.rename(columns={"realism": "what the real-data networks say"}))
 
 
 def _answer_section(

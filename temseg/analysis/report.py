@@ -48,7 +48,15 @@ import numpy as np
 import pandas as pd
 
 from temseg import baseline
-from temseg.analysis import answer, collect, contrast_trend, onset_prediction, plateau, recommend
+from temseg.analysis import (
+    answer,
+    collect,
+    contrast_trend,
+    onset_prediction,
+    plateau,
+    provenance,
+    recommend,
+)
 from temseg.analysis import erf_fits as analysis_erf
 from temseg.analysis.columns import (  # noqa: F401  (the report's CSV columns, re-exported)
     DICE_FORM,
@@ -82,6 +90,13 @@ def _load_split(data_path: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]
     if not data_path or not Path(data_path).exists():
         raise FileNotFoundError(f"patch store {data_path!r} not found")
     return baseline.load_test_split(data_path)
+
+
+def _read_attrs(data_path: str) -> dict[str, Any]:
+    """A patch store's attributes (its provenance: generator, simulation or sources)."""
+    from temseg.data.store import read_attrs
+
+    return read_attrs(data_path)
 
 
 def _network_predictor(client: Any, run_id: str, tmp: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -244,6 +259,7 @@ def _tables(
         fourier=fourier,
         fn=fn,
         improving=improving,
+        sources=provenance.data_sources(done, _read_attrs),
     )
     return tables, evals
 
