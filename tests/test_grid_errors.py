@@ -73,7 +73,7 @@ def test_unknown_profile(tmp_path):
         out,
         tmp_path,
         "unknown profile 'nightly'",
-        "valid profiles: bench, demo, demo-v3, paper, smoke, validation",
+        "valid profiles: bench, demo, demo-v2, paper, smoke, validation, validation-v3",
     )
 
 

@@ -61,9 +61,14 @@ def test_a_search_parent_counts_the_trials_it_trained():
 @pytest.mark.parametrize(
     ("profile", "kind", "key"),
     [
-        ("demo", "grid", "5e2cd39a04b0168c"),
         ("paper", "grid", "a2081303364e117a"),
         ("smoke", "search", "25f1e700899bd8c5"),
+        # pinned when the demo moved to generator version 3 (issue 22): the profile's name is
+        # part of the key, so the old demo, renamed demo-v2, got a new parent run (its finished
+        # trials are still found: trial keys do not hold the profile's name); until then the
+        # demo's key was 5e2cd39a04b0168c
+        ("demo", "grid", "f6de7f6e73958a34"),
+        ("demo-v2", "grid", "b48843e622e98a15"),
     ],
 )
 def test_a_sweep_keeps_the_key_its_parent_run_is_found_by(profile, kind, key):
@@ -75,7 +80,8 @@ def test_a_sweep_keeps_the_key_its_parent_run_is_found_by(profile, kind, key):
     from temseg.sweep.profile import load_profile
     from temseg.sweep.search import SearchStrategy, search_config
 
-    cfg = load_profile(profile, {"epochs": 3} if profile == "smoke" else None)
+    overrides = {"smoke": {"epochs": 3}, "demo-v2": {"experiment": "temseg-demo"}}
+    cfg = load_profile(profile, overrides.get(profile))
     if kind == "grid":
         strategy = GridStrategy()
     else:
@@ -83,6 +89,7 @@ def test_a_sweep_keeps_the_key_its_parent_run_is_found_by(profile, kind, key):
     config, found = sweep_identity(cfg, strategy)
     assert found == key
     assert config["device"] == "auto"  # recorded on the parent, not part of its key
-    other = load_profile(profile, {"device": "cpu", "cpus_per_trial": 2, "gpus_per_trial": 0.5})
+    placed = {"device": "cpu", "cpus_per_trial": 2, "gpus_per_trial": 0.5}
+    other = load_profile(profile, {**overrides.get(profile, {}), **placed})
     if profile != "smoke":
         assert sweep_identity(other, strategy)[1] == key

@@ -451,7 +451,7 @@ def test_data_seed_overrides_the_synthetic_series_seed(tmp_path):
     out = grid("--profile", "demo", "--dry-run", "--data-seed", 7, "--storage-path", tmp_path / "r")
     assert out.returncode == 0, out.stderr
     names = {line.split()[0] for line in out.stdout.splitlines() if line.startswith("hr-2.2nm")}
-    assert names == {f"hr-2.2nm-c{c}-s7_px0.04(planned)" for c in ("0.090", "0.200")}
+    assert names == {f"hr-2.2nm-c{c}-s7_px0.04_gv3(planned)" for c in ("0.090", "0.300")}
     assert not (tmp_path / "r").exists()
     demo = load_profile("demo")
     seeded = load_profile("demo", {"synthetic": {"seed": 7}})

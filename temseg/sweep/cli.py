@@ -94,9 +94,10 @@ def _add_space_flags(g: Any) -> None:
     g.add_argument(
         "--profile",
         default="demo",
-        help="smoke, demo (default), demo-v3 (the demo on generator version 3), validation, "
-        "bench (the recorded benchmark table of docs/bench/) or paper (sweeps/<name>.yaml); "
-        "flags override it",
+        help="smoke, demo (default; the fast generator's version 3), demo-v2 (the demo as it "
+        "ran on version 2 before issue 22), validation (on version 2), validation-v3, bench "
+        "(the recorded benchmark table of docs/bench/) or paper (sweeps/<name>.yaml); flags "
+        "override it",
     )
     g.add_argument(
         "--data",
