@@ -18,6 +18,7 @@ images are drawn within each draw. Prints the table; writes a CSV with ``--out``
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import pandas as pd
@@ -64,13 +65,25 @@ def pooled(experiments: list[str], uri: str, n_boot: int) -> dict[str, object]:
     }
 
 
-def contains(table: pd.DataFrame, others: dict[str, float], lo: str, hi: str) -> list[str]:
-    """Per row: the other data draws (not pooled into it) whose gain lies in its [lo, hi]."""
+def level(dataset: str) -> str:
+    """The contrast level a dataset belongs to across data draws: its generator C token
+    (``hr-2.2nm-c0.090-s7_px0.04_gv3`` -> ``c0.090``), else the name itself."""
+    m = re.search(r"-(c\d+\.\d+)-s\d+", str(dataset))
+    return m.group(1) if m else str(dataset)
+
+
+def contains(
+    table: pd.DataFrame, others: dict[tuple[str, str], float], lo: str, hi: str
+) -> list[str]:
+    """Per row: the other data draws (not pooled into it) of the same contrast level whose
+    gain lies in its [lo, hi]."""
     return [
         " ".join(
             name
-            for name, gain in others.items()
-            if name not in r["experiment"].split("+") and r[lo] <= gain <= r[hi]
+            for (name, lvl), gain in others.items()
+            if lvl == level(r["dataset"])
+            and name not in r["experiment"].split("+")
+            and r[lo] <= gain <= r[hi]
         )
         for _, r in table.iterrows()
     ]
@@ -94,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[],
         metavar="NAME=GAIN",
-        help="gains of other data draws measured elsewhere, e.g. s23=0.056",
+        help="gains of other data draws measured elsewhere, at the lowest contrast level, "
+        "e.g. s23=0.056",
     )
     p.add_argument("--out", help="CSV to write")
     args = p.parse_args(argv)
@@ -106,8 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = pd.concat([table, pd.DataFrame(pools)]).reset_index(drop=True)
     single = table[~table["experiment"].str.contains("+", regex=False)]
-    others = dict(zip(single["experiment"], single["gain"], strict=True))
-    others.update({k: float(v) for k, v in (o.split("=", 1) for o in args.other)})
+    others = {
+        (e, level(d)): g
+        for e, d, g in zip(single["experiment"], single["dataset"], single["gain"], strict=True)
+    }
+    levels = {level(d) for d in table["dataset"]}
+    lowest = min(levels, key=lambda v: float(v[1:]) if re.fullmatch(r"c[\d.]+", v) else 1e9)
+    others.update({(k, lowest): float(v) for k, v in (o.split("=", 1) for o in args.other)})
     for kind in ("", "_new"):
         table[f"contains_gain{kind}"] = contains(table, others, f"gain_lo{kind}", f"gain_hi{kind}")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
