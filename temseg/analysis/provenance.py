@@ -52,25 +52,26 @@ REALISM = {
 }
 
 
+# What made a synthetic store's images, from its provenance attribute and version.
+DESCRIBE: dict[str, Callable[[dict[str, Any], int], str]] = {
+    "generator": lambda g, v: (
+        f"fast generator version {v}, {g.get('preset')} at C = {g.get('contrast'):g}, "
+        f"seed {g.get('seed')}"
+    ),
+    "simulation": lambda g, v: (
+        f"multislice (abTEM) model version {v}, {g.get('preset')}, "
+        f"{g.get('dose', 0):g} e/A^2, seed {g.get('seed')}"
+    ),
+}
+
+
 def source_sentence(attrs: dict[str, Any]) -> tuple[str, str]:
     """``(source, realism)`` of a patch store's attributes: what made its images, and what
     temseg's real-data probe says of that source ("" when there is nothing to say)."""
-    if "generator" in attrs:
-        g = attrs["generator"]
-        version = int(g.get("version", 1))
-        source = (
-            f"fast generator version {version}, {g.get('preset')} at C = {g.get('contrast'):g}, "
-            f"seed {g.get('seed')}"
-        )
-        return source, REALISM.get(("generator", version), "")
-    if "simulation" in attrs:
-        g = attrs["simulation"]
-        version = int(g.get("version", 1))
-        source = (
-            f"multislice (abTEM) model version {version}, {g.get('preset')}, "
-            f"{g.get('dose', 0):g} e/A^2, seed {g.get('seed')}"
-        )
-        return source, REALISM.get(("simulation", version), "")
+    for kind, describe in DESCRIBE.items():
+        if kind in attrs:
+            version = int(attrs[kind].get("version", 1))
+            return describe(attrs[kind], version), REALISM.get((kind, version), "")
     n = len(attrs.get("sources", []))
     if attrs.get("kind") == "ingested":
         return f"real micrographs ({n} file(s))", "real data: the answer is about these images"
