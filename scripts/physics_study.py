@@ -30,7 +30,7 @@ cross-domain dice. Finished trials are reused from their run folders.
 
     python scripts/physics_study.py --out docs/physics/study.csv     (36 trials)
     python scripts/physics_study.py --study calibrated --root data/physics-cal \
-        --out docs/physics/study_calibrated.csv                      (45 trials)
+        --train-on ms-2.2 fast-v3 --out docs/physics/study_calibrated.csv   (30 trials)
     python scripts/physics_study.py --study paper-5nm --root data/physics-cal \
         --out docs/physics/study_paper5nm.csv                        (15 trials)
     python scripts/physics_study.py --pools 2-2 4-4 --seeds 752 2245 --train-on ms-low fast
@@ -44,7 +44,6 @@ import argparse
 import csv
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,12 +90,22 @@ PROTOCOL = dict(
 )
 
 
-def _timed_store(path: Path, make: Callable[[], object]) -> Path:
-    if not path.exists():
-        t0 = time.perf_counter()
-        make()
-        print(f"{path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return path
+def multislice_specs(study: str, images: int, seed: int) -> dict[str, dict]:
+    """The study's multislice stores: name -> :func:`make_simulated_store` arguments."""
+    if study == "paper-5nm":
+        return {"ms-5nm": dict(split_fractions=SCALE["split_fractions"], **PAPER_5NM)}
+    # the demo's sampling; band limit at 0.04 nm/px: 16.4 mrad
+    at_demo_scale = dict(seed=seed, pixel_size_nm=0.04, aperture_mrad=(12.0, 16.0))
+    if study == "v1":
+        return {
+            name: dict(preset="hr-2.2nm", images=images, v1=True, **at_demo_scale, **SCALE, **cond)
+            for name, cond in MS_CONDITIONS.items()
+        }
+    cells = images * (SCALE["image_size"] // SCALE["patch_size"]) ** 2  # the fast store's patches
+    return {
+        name: dict(images=cells, split_fractions=SCALE["split_fractions"], **at_demo_scale, **cond)
+        for name, cond in CALIBRATED.items()
+    }
 
 
 def make_stores(root: Path, images: int, seed: int, study: str) -> dict[str, Path]:
@@ -105,41 +114,15 @@ def make_stores(root: Path, images: int, seed: int, study: str) -> dict[str, Pat
     from temseg.data.synth import make_contrast_series
 
     root.mkdir(parents=True, exist_ok=True)
-    common = dict(seed=seed, pixel_size_nm=0.04, progress=False)
-    # band limit at 0.04 nm/px: 16.4 mrad
-    common["aperture_mrad"] = (12.0, 16.0)
     stores = {}
+    for name, spec in multislice_specs(study, images, seed).items():
+        path = stores[name] = root / f"{name}-s{spec['seed']}.zarr"
+        if not path.exists():
+            t0 = time.perf_counter()
+            make_simulated_store(path, progress=False, **spec)
+            print(f"{path.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if study == "paper-5nm":
-        path = root / "ms-5nm-s11.zarr"
-
-        def make() -> Path:
-            split = SCALE["split_fractions"]
-            return make_simulated_store(path, split_fractions=split, progress=False, **PAPER_5NM)
-
-        return {"ms-5nm": _timed_store(path, make)}
-    if study == "v1":
-        for name, cond in MS_CONDITIONS.items():
-            path = root / f"{name}-s{seed}.zarr"
-            stores[name] = _timed_store(
-                path,
-                lambda path=path, cond=cond: make_simulated_store(
-                    path, preset="hr-2.2nm", images=images, v1=True, **common, **SCALE, **cond
-                ),
-            )
-    else:
-        for name, cond in CALIBRATED.items():
-            path = root / f"{name}-s{seed}.zarr"
-            cells = images * (SCALE["image_size"] // SCALE["patch_size"]) ** 2
-            stores[name] = _timed_store(
-                path,
-                lambda path=path, cond=cond, cells=cells: make_simulated_store(
-                    path,
-                    images=cells,  # as many patches as the fast store's images hold
-                    split_fractions=SCALE["split_fractions"],
-                    **common,
-                    **cond,
-                ),
-            )
+        return stores
     (fast,) = make_contrast_series(
         root,
         contrasts=[0.09],
